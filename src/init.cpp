@@ -1,1 +1,330 @@
-// placeholder
+#include "init.hpp"
+
+#include "exit_status.hpp"
+#include "fd.hpp"
+#include "log.hpp"
+#include "sdnotify.hpp"
+#include "spawn.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <unordered_set>
+
+namespace hearth {
+
+namespace {
+
+// The signals hearth reads from its signalfd. They are forwarded to the main
+// command (the set tini and dumb-init forward), and TERM/INT also start a
+// shutdown. Fatal synchronous signals (SEGV, BUS, ...) are never blocked.
+sigset_t handled_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTERM, SIGWINCH, SIGCONT})
+        sigaddset(&set, sig);
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) sigaddset(&set, sig);
+    return set;
+}
+
+bool is_forwarded(int sig) { return sig != SIGCHLD; }
+
+struct ProcInfo {
+    pid_t pid;
+    pid_t ppid;
+    pid_t pgrp;
+};
+
+// Reads pid, ppid and pgrp of every visible process. The comm field may hold
+// spaces and parentheses, so parse from the last ')'.
+std::vector<ProcInfo> list_processes() {
+    std::vector<ProcInfo> out;
+    DIR* dir = ::opendir("/proc");
+    if (!dir) return out;
+    while (dirent* entry = ::readdir(dir)) {
+        char* end = nullptr;
+        long pid = std::strtol(entry->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0) continue;
+        char path[64];
+        std::snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+        if (!fd) continue;
+        char buf[512];
+        ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        const char* close_paren = std::strrchr(buf, ')');
+        if (!close_paren) continue;
+        char state = 0;
+        int ppid = 0, pgrp = 0;
+        if (std::sscanf(close_paren + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
+        if (state == 'Z') continue; // already dead; only waiting to be reaped
+        out.push_back({static_cast<pid_t>(pid), ppid, pgrp});
+    }
+    ::closedir(dir);
+    return out;
+}
+
+} // namespace
+
+void Init::prepare_process() {
+    sigset_t set = handled_signals();
+    ::sigprocmask(SIG_BLOCK, &set, nullptr);
+    // Writes to a closed socket or pipe must fail with EPIPE, not kill PID 1.
+    ::signal(SIGPIPE, SIG_IGN);
+
+    sdnotify::take_socket_from_environment();
+
+    // The supervisor must be the last thing the OOM killer picks: if it dies,
+    // every environment loses its reaper and its supervision.
+    Fd oom(::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC));
+    if (!oom || ::write(oom.get(), "-1000", 5) != 5)
+        log::debug("cannot set oom_score_adj to -1000", {{"error", std::strerror(errno)}});
+
+    if (::getpid() != 1) {
+        // Not init of a PID namespace: orphans would go to the real init and
+        // escape supervision. As a subreaper they come back to hearth instead.
+        if (::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0)
+            log::info("not PID 1: running as child subreaper", {{"pid", ::getpid()}});
+        else
+            log::warn("not PID 1 and cannot become a child subreaper",
+                      {{"error", std::strerror(errno)}});
+    }
+}
+
+Init::Init(uv_loop_t* loop, double grace_s) : loop_(loop), grace_s_(grace_s) {}
+
+Init::~Init() {
+    if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+std::string Init::start() {
+    sigset_t set = handled_signals();
+    signal_fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (signal_fd_ < 0) return std::string("signalfd: ") + std::strerror(errno);
+    uv_poll_init(loop_, &signal_poll_, signal_fd_);
+    signal_poll_.data = this;
+    uv_poll_start(&signal_poll_, UV_READABLE, on_signal_readable);
+    uv_timer_init(loop_, &grace_timer_);
+    grace_timer_.data = this;
+    uv_timer_init(loop_, &kill_timer_);
+    kill_timer_.data = this;
+    handles_open_ = true;
+    // Children may have exited before the signalfd existed (e.g. inherited
+    // ones); their SIGCHLD is pending and will be read, but reap anyway.
+    reap();
+    return {};
+}
+
+bool Init::start_main(const std::vector<std::string>& command) {
+    const char* path_env = std::getenv("PATH");
+    ResolvedExecutable resolved = resolve_executable(command[0], path_env ? path_env : "");
+    SpawnResult spawned;
+    if (resolved.error) {
+        spawned.error = resolved.error;
+        spawned.exit_code = exit_code_from_exec_errno(resolved.error);
+        spawned.message = "cannot execute '" + command[0] + "': " + std::strerror(resolved.error);
+    } else {
+        SpawnRequest req;
+        req.path = resolved.path;
+        req.argv = command;
+        req.stdin_fd = spawn_inherit; // like tini: the main command owns hearth's stdio
+        req.take_terminal = true;
+        spawned = spawn(req);
+    }
+    if (spawned.pid <= 0) {
+        log::error(spawned.message, {{"exit_code", spawned.exit_code}});
+        exit_code_ = spawned.exit_code;
+        request_shutdown("main command could not be started");
+        return false;
+    }
+    main_pid_ = spawned.pid;
+    main_running_ = true;
+    log::debug("main command started", {{"pid", main_pid_}, {"command", command[0]}});
+    watch(main_pid_, [this](int status) {
+        main_running_ = false;
+        exit_code_ = exit_code_from_wait_status(status);
+        log::info("main command " + describe_wait_status(status),
+                  {{"pid", main_pid_}, {"exit_code", exit_code_}});
+        request_shutdown("main command ended");
+    });
+    return true;
+}
+
+void Init::watch(pid_t pid, ExitCallback cb) { watchers_[pid] = std::move(cb); }
+void Init::unwatch(pid_t pid) { watchers_.erase(pid); }
+
+void Init::on_signal_readable(uv_poll_t* handle, int status, int /*events*/) {
+    auto* self = static_cast<Init*>(handle->data);
+    if (status < 0) {
+        log::error("signalfd poll failed", {{"error", uv_strerror(status)}});
+        return;
+    }
+    signalfd_siginfo info;
+    bool saw_child = false;
+    while (true) {
+        ssize_t n = ::read(self->signal_fd_, &info, sizeof info);
+        if (n != static_cast<ssize_t>(sizeof info)) break;
+        if (static_cast<int>(info.ssi_signo) == SIGCHLD) saw_child = true;
+        else self->handle_signal(static_cast<int>(info.ssi_signo));
+    }
+    // One SIGCHLD may stand for many exits, so reap until nothing is left.
+    if (saw_child) self->reap();
+}
+
+void Init::handle_signal(int sig) {
+    if (is_forwarded(sig) && main_running_) {
+        // To the whole group: the main command may be a shell with children.
+        if (::kill(-main_pid_, sig) < 0 && errno == ESRCH) ::kill(main_pid_, sig);
+        log::debug("forwarded signal", {{"signal", signal_name(sig)}, {"pid", main_pid_}});
+        if (sig == SIGTERM || sig == SIGINT) main_signalled_ = true;
+    }
+    if (sig == SIGTERM || sig == SIGINT) {
+        request_shutdown("received " + signal_name(sig));
+    } else if (!main_running_) {
+        log::debug("ignored signal", {{"signal", signal_name(sig)}});
+    }
+}
+
+void Init::reap() {
+    while (true) {
+        int status = 0;
+        pid_t pid = ::waitpid(-1, &status, WNOHANG);
+        if (pid == 0) {
+            children_left_ = true;
+            break;
+        }
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            // ECHILD: no children at all, the whole tree is gone.
+            children_left_ = false;
+            break;
+        }
+        auto it = watchers_.find(pid);
+        if (it == watchers_.end()) {
+            log::debug("reaped orphan", {{"pid", pid}, {"status", describe_wait_status(status)}});
+            continue;
+        }
+        ExitCallback cb = std::move(it->second);
+        watchers_.erase(it);
+        try {
+            cb(status);
+        } catch (const std::exception& e) {
+            log::error("exit handler failed", {{"pid", pid}, {"error", e.what()}});
+        }
+    }
+    maybe_finish();
+}
+
+void Init::request_shutdown(std::string_view reason) {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    sdnotify::send("STOPPING=1");
+    log::info("shutting down", {{"reason", reason}, {"grace_s", grace_s_}});
+
+    std::vector<pid_t> skip;
+    if (main_running_) {
+        skip.push_back(main_pid_);
+        if (!main_signalled_) ::kill(-main_pid_, SIGTERM);
+    }
+    if (stop_hook_) {
+        stop_hook_done_ = false;
+        if (managed_groups_)
+            for (pid_t g : managed_groups_()) skip.push_back(g);
+        stop_hook_([this] {
+            stop_hook_done_ = true;
+            maybe_finish();
+        });
+    }
+    // Everything else in the tree: orphans, and processes that called setsid()
+    // and so escaped every process group hearth knows.
+    int signalled = signal_descendants(SIGTERM, skip);
+    if (signalled > 0) log::debug("sent TERM to other descendants", {{"count", signalled}});
+
+    if (handles_open_)
+        uv_timer_start(&grace_timer_, on_grace_expired,
+                       static_cast<uint64_t>(grace_s_ * 1000.0 + 0.5), 0);
+    reap();
+}
+
+void Init::on_grace_expired(uv_timer_t* timer) {
+    auto* self = static_cast<Init*>(timer->data);
+    int killed = self->signal_descendants(SIGKILL, {});
+    log::warn("grace period expired, killed remaining processes", {{"count", killed}});
+    // KILL cannot be refused, but a process in uninterruptible sleep may take
+    // a while to die; do not wait forever for it.
+    uv_timer_start(&self->kill_timer_, on_kill_deadline, 5000, 0);
+    self->stop_hook_done_ = true; // the stop hook's processes were just killed
+    self->reap();
+}
+
+void Init::on_kill_deadline(uv_timer_t* timer) {
+    auto* self = static_cast<Init*>(timer->data);
+    log::error("processes survived KILL for 5 s; exiting anyway");
+    self->finish();
+}
+
+void Init::maybe_finish() {
+    if (!shutting_down_ || finished_) return;
+    if (children_left_ || !stop_hook_done_) return;
+    finish();
+}
+
+void Init::finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (before_exit_) {
+        try {
+            before_exit_();
+        } catch (const std::exception& e) {
+            log::error("cleanup before exit failed", {{"error", e.what()}});
+        }
+    }
+    log::info("exiting", {{"exit_code", exit_code_}});
+    if (handles_open_) {
+        handles_open_ = false;
+        uv_poll_stop(&signal_poll_);
+        uv_close(reinterpret_cast<uv_handle_t*>(&signal_poll_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&kill_timer_), nullptr);
+    }
+    uv_stop(loop_);
+}
+
+int Init::signal_descendants(int sig, const std::vector<pid_t>& skip_groups) {
+    const pid_t self = ::getpid();
+    // As init of a PID namespace every process is ours, and kill(-1) reaches
+    // all of them atomically, including ones forking right now.
+    if (self == 1 && skip_groups.empty()) return ::kill(-1, sig) == 0 ? 1 : 0;
+
+    std::vector<ProcInfo> procs = list_processes();
+    std::unordered_map<pid_t, std::vector<const ProcInfo*>> children;
+    for (const auto& p : procs) children[p.ppid].push_back(&p);
+    std::unordered_set<pid_t> skip(skip_groups.begin(), skip_groups.end());
+
+    int count = 0;
+    std::vector<pid_t> stack{self};
+    while (!stack.empty()) {
+        pid_t parent = stack.back();
+        stack.pop_back();
+        auto it = children.find(parent);
+        if (it == children.end()) continue;
+        for (const ProcInfo* child : it->second) {
+            stack.push_back(child->pid);
+            if (skip.count(child->pgrp)) continue;
+            if (::kill(child->pid, sig) == 0) ++count;
+        }
+    }
+    return count;
+}
+
+} // namespace hearth

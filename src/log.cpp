@@ -35,6 +35,8 @@ void append_value(std::string& out, const Value& v, Format format) {
                     out += quote(x);
                 else
                     out += x;
+            } else if constexpr (std::is_same_v<T, double>) {
+                out += fmt::format("{}", x); // shortest form that round-trips
             } else {
                 out += std::to_string(x);
             }

@@ -1,1 +1,227 @@
-// placeholder
+#include "spawn.hpp"
+
+#include "exit_status.hpp"
+#include "fd.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+extern char** environ;
+
+namespace hearth {
+
+namespace {
+
+constexpr std::string_view default_search_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// What a failed child reports through the pipe before it exits.
+struct ChildFailure {
+    int step;
+    int error;
+};
+
+enum Step : int { step_session, step_terminal, step_stdio, step_chdir, step_exec };
+
+const char* step_name(int step) {
+    switch (step) {
+    case step_session: return "create session";
+    case step_terminal: return "take terminal";
+    case step_stdio: return "set up stdio";
+    case step_chdir: return "change directory";
+    default: return "execute";
+    }
+}
+
+[[noreturn]] void child_fail(int report_fd, int step) {
+    ChildFailure failure{step, errno};
+    // Best effort: if the pipe is gone, the parent learns only the exit code.
+    ssize_t ignored = ::write(report_fd, &failure, sizeof failure);
+    (void)ignored;
+    _exit(step == step_exec ? exit_code_from_exec_errno(failure.error) : exit_cannot_execute);
+}
+
+// Places `fd` at `target` (0..2). Async-signal-safe.
+bool install_stdio(int fd, int target, int dev_null) {
+    if (fd == spawn_inherit) return true;
+    int source = fd == spawn_dev_null ? dev_null : fd;
+    if (source == target) {
+        // dup2 is a no-op here, so clear close-on-exec explicitly.
+        return ::fcntl(target, F_SETFD, 0) == 0;
+    }
+    return ::dup2(source, target) >= 0;
+}
+
+// Runs in the child. Only async-signal-safe calls from here on.
+[[noreturn]] void child_main(const SpawnRequest& req, char* const* argv, char* const* envp,
+                             int report_fd, int dev_null) {
+    if (req.new_session) {
+        if (::setsid() < 0) child_fail(report_fd, step_session);
+    } else if (::setpgid(0, 0) < 0) {
+        child_fail(report_fd, step_session);
+    }
+
+    if (req.take_terminal && ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getppid()) {
+        // tcsetpgrp from a background group raises SIGTTOU; ignore it for the
+        // call (dispositions are reset to default right after).
+        struct sigaction ignore {};
+        ignore.sa_handler = SIG_IGN;
+        ::sigaction(SIGTTOU, &ignore, nullptr);
+        if (::tcsetpgrp(STDIN_FILENO, ::getpid()) < 0) child_fail(report_fd, step_terminal);
+    }
+
+    // Environments start like systemd services, not like tini's child: default
+    // dispositions and an empty mask, whatever hearth inherited or blocked for
+    // its own signalfd.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    sigset_t empty;
+    sigemptyset(&empty);
+    ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+
+    // hearth protects itself with -1000; its children are ordinary OOM victims.
+    int oom = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (oom >= 0) {
+        ssize_t ignored = ::write(oom, "0", 1);
+        (void)ignored;
+        ::close(oom);
+    }
+
+    if (!install_stdio(req.stdin_fd, STDIN_FILENO, dev_null) ||
+        !install_stdio(req.stdout_fd, STDOUT_FILENO, dev_null) ||
+        !install_stdio(req.stderr_fd, STDERR_FILENO, dev_null))
+        child_fail(report_fd, step_stdio);
+
+    if (!req.cwd.empty() && ::chdir(req.cwd.c_str()) < 0) child_fail(report_fd, step_chdir);
+
+    // Nothing of hearth's (sockets, pipes of other environments, the store)
+    // may leak into user code, even an fd some library opened without CLOEXEC.
+    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+
+    ::execve(req.path.c_str(), argv, envp);
+    child_fail(report_fd, step_exec);
+}
+
+std::vector<char*> pointers(const std::vector<std::string>& strings) {
+    std::vector<char*> out;
+    out.reserve(strings.size() + 1);
+    for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+    out.push_back(nullptr);
+    return out;
+}
+
+} // namespace
+
+std::vector<std::string> current_environment() {
+    std::vector<std::string> env;
+    for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+    return env;
+}
+
+ResolvedExecutable resolve_executable(std::string_view name, std::string_view path_env) {
+    ResolvedExecutable out;
+    if (name.empty()) {
+        out.error = ENOENT;
+        return out;
+    }
+    auto usable = [](const std::string& candidate) -> int {
+        struct stat st {};
+        if (::stat(candidate.c_str(), &st) < 0) return errno;
+        if (S_ISDIR(st.st_mode)) return EACCES;
+        if (::access(candidate.c_str(), X_OK) < 0) return errno;
+        return 0;
+    };
+    if (name.find('/') != std::string_view::npos) {
+        out.path = std::string(name);
+        out.error = usable(out.path);
+        if (out.error) out.path.clear();
+        return out;
+    }
+    if (path_env.empty()) path_env = default_search_path;
+    // Like execvp: ENOENT unless some candidate existed but was not executable.
+    int error = ENOENT;
+    size_t start = 0;
+    while (start <= path_env.size()) {
+        size_t end = path_env.find(':', start);
+        if (end == std::string_view::npos) end = path_env.size();
+        std::string dir(path_env.substr(start, end - start));
+        if (dir.empty()) dir = ".";
+        std::string candidate = dir + "/" + std::string(name);
+        int e = usable(candidate);
+        if (e == 0) {
+            out.path = std::move(candidate);
+            return out;
+        }
+        if (e == EACCES) error = EACCES;
+        start = end + 1;
+    }
+    out.error = error;
+    return out;
+}
+
+SpawnResult spawn(const SpawnRequest& req) {
+    SpawnResult result;
+    auto fail = [&](int err, std::string what) {
+        result.error = err;
+        result.exit_code = exit_cannot_execute;
+        result.message = std::move(what) + ": " + std::strerror(err);
+        return result;
+    };
+
+    std::vector<char*> argv = pointers(req.argv);
+    std::vector<std::string> env_storage = req.env ? *req.env : std::vector<std::string>{};
+    std::vector<char*> envp = req.env ? pointers(env_storage) : std::vector<char*>{};
+    char* const* envp_ptr = req.env ? envp.data() : environ;
+
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return fail(errno, "pipe");
+    Fd report_read(pipe_fds[0]);
+    Fd report_write(pipe_fds[1]);
+
+    Fd dev_null;
+    if (req.stdin_fd == spawn_dev_null || req.stdout_fd == spawn_dev_null ||
+        req.stderr_fd == spawn_dev_null) {
+        dev_null.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+        if (!dev_null) return fail(errno, "open /dev/null");
+    }
+
+    pid_t pid = ::fork();
+    if (pid < 0) return fail(errno, "fork");
+    if (pid == 0) child_main(req, argv.data(), envp_ptr, report_write.get(), dev_null.get());
+
+    // Also set the group from the parent, so that a signal to -pid right after
+    // spawn() returns can never miss a child that has not run setpgid yet.
+    if (!req.new_session) ::setpgid(pid, pid);
+    report_write.reset();
+
+    ChildFailure failure{};
+    ssize_t n;
+    do {
+        n = ::read(report_read.get(), &failure, sizeof failure);
+    } while (n < 0 && errno == EINTR);
+
+    if (n == static_cast<ssize_t>(sizeof failure)) {
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        result.error = failure.error;
+        result.exit_code = failure.step == step_exec ? exit_code_from_exec_errno(failure.error)
+                                                     : exit_cannot_execute;
+        result.message = std::string("cannot ") + step_name(failure.step) + " '" +
+                         (failure.step == step_chdir ? req.cwd : req.path) +
+                         "': " + std::strerror(failure.error);
+        return result;
+    }
+    result.pid = pid;
+    return result;
+}
+
+} // namespace hearth

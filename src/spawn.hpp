@@ -1,0 +1,62 @@
+#pragma once
+// Starting child processes with a clean slate.
+//
+// hearth cannot use uv_spawn: children must start with default signal
+// dispositions and an empty mask (hearth blocks signals for its signalfd), in
+// their own session or process group, and (later) inside their cgroup before
+// they run any user code. Every step between fork and exec is
+// async-signal-safe: all memory the child needs is prepared before fork.
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hearth {
+
+// Special values for SpawnRequest's stdio fds.
+inline constexpr int spawn_inherit = -2; // keep hearth's own descriptor
+inline constexpr int spawn_dev_null = -1; // open /dev/null
+
+struct SpawnRequest {
+    std::string path;               // file to execute; see resolve_executable
+    std::vector<std::string> argv;  // argv[0] included
+    std::optional<std::vector<std::string>> env; // "K=V" entries; nullopt = hearth's environ
+    std::string cwd;                // empty = hearth's working directory
+    bool new_session = false;       // setsid() (environments) instead of setpgid(0, 0)
+    bool take_terminal = false;     // become the tty's foreground group if hearth is
+    int stdin_fd = spawn_dev_null;
+    int stdout_fd = spawn_inherit;
+    int stderr_fd = spawn_inherit;
+};
+
+struct SpawnResult {
+    pid_t pid = -1;      // >0 on success; the caller owns reaping it
+    int error = 0;       // errno of the failed step (0 on success)
+    int exit_code = 0;   // on failure: 127 (not found) or 126 (could not execute)
+    std::string message; // on failure: one line naming the step and the file
+};
+
+// Forks and execs. Blocks until the child has called execve (success) or
+// reported a failure through a close-on-exec pipe; a failed child is reaped
+// here, so the caller never sees it. Loop thread only: the reaper must not
+// run concurrently (it would steal the failed child's status).
+// The child's pid is also its process group id (and session id if requested).
+SpawnResult spawn(const SpawnRequest& request);
+
+struct ResolvedExecutable {
+    std::string path; // set on success
+    int error = 0;    // ENOENT, EACCES, ... on failure
+};
+
+// Looks `name` up like execvp: a name with a '/' is used as is; otherwise each
+// directory of `path_env` is tried (default search path when empty). Doing it
+// before fork keeps the child free of non-async-signal-safe lookups.
+ResolvedExecutable resolve_executable(std::string_view name, std::string_view path_env);
+
+// The environment as "K=V" entries.
+std::vector<std::string> current_environment();
+
+} // namespace hearth
