@@ -1,1 +1,804 @@
-// placeholder
+#include "daemon.hpp"
+
+#include "exit_status.hpp"
+#include "extract.hpp"
+#include "launch.hpp"
+#include "log.hpp"
+#include "oneshot.hpp"
+#include "rpc.hpp"
+#include "spawn.hpp"
+#include "uv_util.hpp"
+#include "version.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+namespace hearth {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t ended_revisions_kept = 5;
+constexpr std::size_t stderr_tail_lines = 20;
+constexpr uint64_t probe_timeout_ms = 10000;
+
+double elapsed_ms(Clock::time_point since) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+}
+
+// Creates `path` and its parents (mode 0755). Returns "" or an error.
+std::string make_dirs(const std::string& path) {
+    std::string partial;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        partial = path.substr(0, pos);
+        if (partial.empty()) continue;
+        if (::mkdir(partial.c_str(), 0755) < 0 && errno != EEXIST)
+            return "cannot create " + partial + ": " + std::strerror(errno);
+    }
+    return {};
+}
+
+// Writes `content` to `path` through a temporary file and rename, so a crash
+// never leaves a half-written file; skipped when the content is unchanged.
+std::string write_file_atomic(const std::string& path, std::string_view content, mode_t mode) {
+    {
+        std::ifstream in(path, std::ios::binary);
+        if (in) {
+            std::string existing((std::istreambuf_iterator<char>(in)), {});
+            if (existing == content) return {};
+        }
+    }
+    std::string tmp = path + ".tmp";
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+    if (!fd) return "cannot write " + tmp + ": " + std::strerror(errno);
+    size_t off = 0;
+    while (off < content.size()) {
+        ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return "cannot write " + tmp + ": " + std::strerror(errno);
+        }
+        off += static_cast<size_t>(n);
+    }
+    fd.reset();
+    if (::rename(tmp.c_str(), path.c_str()) < 0)
+        return "cannot rename " + tmp + ": " + std::strerror(errno);
+    return {};
+}
+
+std::string env_or(const char* name, const char* fallback) {
+    const char* v = std::getenv(name);
+    return v ? v : fallback;
+}
+
+} // namespace
+
+struct Daemon::InspectResult {
+    PexInfo source_info;
+    PexInfo deps_info;
+};
+
+Daemon::Daemon(uv_loop_t* loop, const Options& options, Init& init)
+    : loop_(loop), options_(options), init_(init), store_(options.state_dir), server_(loop),
+      started_at_(std::chrono::steady_clock::now()) {}
+
+Daemon::~Daemon() = default;
+
+std::string Daemon::start() {
+    if (auto err = make_dirs(options_.state_dir); !err.empty()) return err;
+    if (StoreResult opened = store_.open(); !opened.ok()) return opened.error;
+    for (const char* sub : {"lib", "logs", "scratch", "pycache", "pex-root"})
+        if (auto err = make_dirs(options_.state_dir + "/" + sub); !err.empty()) return err;
+    boot_script_path_ = options_.state_dir + "/lib/hearth_boot.py";
+    if (auto err = write_file_atomic(boot_script_path_, boot_script_text, 0644); !err.empty())
+        return err;
+    // Scratch directories of revisions from an earlier run are garbage.
+    remove_all(options_.state_dir + "/scratch");
+    make_dirs(options_.state_dir + "/scratch");
+
+    forwarder_ = std::make_unique<StdoutForwarder>(STDOUT_FILENO);
+    register_methods();
+    if (auto err = server_.listen_unix(options_.run_dir + "/control.sock"); !err.empty())
+        return err;
+    log::info("control socket listening", {{"path", options_.run_dir + "/control.sock"}});
+    // Probe interpreters now, in the background: a version manager's shims can
+    // take seconds, which the first deploy should not have to wait for.
+    with_interpreters([](const std::vector<Interpreter>&) {});
+    return {};
+}
+
+// ---- control methods -------------------------------------------------------
+
+json Daemon::hearth_info() const {
+    double uptime =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+    return {{"version", HEARTH_VERSION},
+            {"pid", ::getpid()},
+            {"uptime_s", uptime},
+            {"state_dir", options_.state_dir},
+            {"run_dir", options_.run_dir},
+            {"cgroup_driver", "none"},
+            {"shutting_down", init_.shutting_down()}};
+}
+
+void Daemon::register_methods() {
+    using control::Reply;
+    using ConnPtr = std::shared_ptr<control::Connection>;
+
+    server_.add_method("ping", [this](const json&, Reply reply, const ConnPtr&) {
+        json info = hearth_info();
+        reply.result({{"pong", true},
+                      {"version", info["version"]},
+                      {"pid", info["pid"]},
+                      {"uptime_s", info["uptime_s"]},
+                      {"cgroup_driver", info["cgroup_driver"]},
+                      {"shutting_down", info["shutting_down"]}});
+    });
+
+    server_.add_method("version", [](const json&, Reply reply, const ConnPtr&) {
+        reply.result({{"version", HEARTH_VERSION}});
+    });
+
+    server_.add_method("deploy", [this](const json& params, Reply reply, const ConnPtr&) {
+        if (init_.shutting_down()) throw rpc::shutting_down_error();
+        DeploySpec spec = parse_deploy_params(params);
+        Revision& rev = create_revision(std::move(spec));
+        reply.result({{"location", rev.location}, {"id", rev.id}});
+        fetch(rev.id);
+    });
+
+    server_.add_method("stop", [this](const json& params, Reply reply, const ConnPtr&) {
+        Location& loc = require_location(rpc::require_string(params, "location"));
+        auto only = rpc::optional_string(params, "id");
+        if (only && !loc.find(*only)) throw rpc::unknown_revision_error(*only);
+        auto stopped = std::make_shared<std::vector<std::string>>();
+        auto pending = std::make_shared<int>(1);
+        auto shared_reply = std::make_shared<Reply>(std::move(reply));
+        auto one_done = [stopped, pending, shared_reply] {
+            if (--*pending == 0) shared_reply->result({{"stopped", *stopped}});
+        };
+        for (auto& rev : loc.revisions) {
+            if (!is_live(rev->state) || (only && rev->id != *only)) continue;
+            stopped->push_back(rev->id);
+            ++*pending;
+            stop_revision(*rev, "stopped by request", one_done);
+        }
+        one_done();
+    });
+
+    server_.add_method("remove", [this](const json& params, Reply reply, const ConnPtr&) {
+        std::string name = rpc::require_string(params, "location");
+        Location& loc = require_location(name);
+        auto stopped = std::make_shared<std::vector<std::string>>();
+        auto pending = std::make_shared<int>(1);
+        auto shared_reply = std::make_shared<Reply>(std::move(reply));
+        auto one_done = [this, name, stopped, pending, shared_reply] {
+            if (--*pending != 0) return;
+            auto it = locations_.find(name);
+            // A deploy may have arrived while stopping; then keep the location.
+            bool busy = false;
+            if (it != locations_.end())
+                for (auto& r : it->second.revisions) busy |= is_live(r->state);
+            if (it != locations_.end() && !busy) locations_.erase(it);
+            log::info("location removed", {{"location", name}});
+            shared_reply->result({{"removed", name}, {"stopped", *stopped}});
+        };
+        for (auto& rev : loc.revisions) {
+            if (!is_live(rev->state)) continue;
+            stopped->push_back(rev->id);
+            ++*pending;
+            stop_revision(*rev, "location removed", one_done);
+        }
+        one_done();
+    });
+
+    server_.add_method("status", [this](const json& params, Reply reply, const ConnPtr&) {
+        json locs = json::array();
+        if (auto name = rpc::optional_string(params, "location")) {
+            locs.push_back(require_location(*name).to_json());
+        } else {
+            for (const auto& entry : locations_) locs.push_back(entry.second.to_json());
+        }
+        reply.result({{"hearth", hearth_info()}, {"locations", std::move(locs)}});
+    });
+
+    server_.add_method("logs", [this](const json& params, Reply reply, const ConnPtr& conn) {
+        Location& loc = require_location(rpc::require_string(params, "location"));
+        Revision* rev = nullptr;
+        if (auto id = rpc::optional_string(params, "id")) {
+            rev = loc.find(*id);
+            if (!rev) throw rpc::unknown_revision_error(*id);
+        } else if (!loc.active.empty()) {
+            rev = loc.find(loc.active);
+        } else if (!loc.revisions.empty()) {
+            rev = loc.revisions.front().get();
+        }
+        if (!rev) throw rpc::Failure(rpc::unknown_revision, "location '" + loc.name + "' has no revisions");
+        auto tail = rpc::optional_integer(params, "tail", 0, 10000).value_or(100);
+        bool follow = rpc::optional_bool(params, "follow").value_or(false);
+        if (rev->output) rev->output->drain_now();
+        json lines = json::array();
+        for (const auto& line : rev->output_ring.tail(static_cast<size_t>(tail)))
+            lines.push_back({{"ts", format_timestamp(line.time)},
+                             {"stream", line.stream == Stream::err ? "stderr" : "stdout"},
+                             {"text", line.text}});
+        reply.result({{"id", rev->id}, {"lines", std::move(lines)}, {"dropped", rev->output_ring.dropped()}});
+        if (follow) {
+            conn->set_subscriber(true);
+            followers_.push_back({conn, rev->id});
+        }
+    });
+
+    server_.add_method("events.subscribe",
+                       [this](const json& params, Reply reply, const ConnPtr& conn) {
+                           std::string loc = rpc::optional_string(params, "location").value_or("");
+                           if (!loc.empty() && !valid_location_name(loc))
+                               throw rpc::invalid_params_at("params.location",
+                                                            "'" + loc + "' is not a valid name");
+                           conn->set_subscriber(true);
+                           subscribers_.push_back({conn, loc});
+                           reply.result({{"subscribed", true}});
+                       });
+
+    server_.add_method("shutdown", [this](const json&, Reply reply, const ConnPtr&) {
+        reply.result({{"shutting_down", true}});
+        init_.request_shutdown("shutdown requested over the control socket");
+    });
+}
+
+Location& Daemon::require_location(const std::string& name) {
+    auto it = locations_.find(name);
+    if (it == locations_.end()) throw rpc::unknown_location_error(name);
+    return it->second;
+}
+
+Revision* Daemon::find_revision(const std::string& id) {
+    // ids are "<location>-<number>" and locations may contain '-': try each.
+    for (auto& [name, loc] : locations_)
+        if (id.size() > name.size() && id.compare(0, name.size(), name) == 0)
+            if (Revision* r = loc.find(id)) return r;
+    return nullptr;
+}
+
+Location& Daemon::location_of(const Revision& rev) { return locations_.at(rev.location); }
+
+// ---- events and output -----------------------------------------------------
+
+void Daemon::emit_event(const Revision& rev, std::optional<State> previous) {
+    json params = {{"ts", format_timestamp(rev.state_since)},
+                   {"location", rev.location},
+                   {"id", rev.id},
+                   {"state", state_name(rev.state)},
+                   {"previous", previous ? json(state_name(*previous)) : json(nullptr)},
+                   {"revision", rev.to_json()}};
+    if (!rev.reason.empty()) params["reason"] = rev.reason;
+    if (!rev.message.empty()) params["message"] = rev.message;
+    std::erase_if(subscribers_, [&](const Subscriber& s) {
+        auto conn = s.conn.lock();
+        if (!conn || !conn->open()) return true;
+        if (s.location.empty() || s.location == rev.location) conn->notify("event", params);
+        return false;
+    });
+}
+
+void Daemon::on_output_line(const std::string& revision_id, const LogLine& line) {
+    if (followers_.empty()) return;
+    Revision* rev = find_revision(revision_id);
+    std::erase_if(followers_, [&](const Follower& f) {
+        auto conn = f.conn.lock();
+        if (!conn || !conn->open()) return true;
+        if (f.revision_id == revision_id)
+            conn->notify("log", {{"location", rev ? rev->location : ""},
+                                 {"id", revision_id},
+                                 {"ts", format_timestamp(line.time)},
+                                 {"stream", line.stream == Stream::err ? "stderr" : "stdout"},
+                                 {"text", line.text}});
+        return false;
+    });
+}
+
+void Daemon::set_state(Revision& rev, State state) {
+    State previous = rev.state;
+    if (previous == state) return;
+    double phase_ms = elapsed_ms(rev.phase_started);
+    if (!is_final(previous) && previous != State::ready) rev.timings_ms[state_name(previous)] = phase_ms;
+    rev.state = state;
+    rev.state_since = WallClock::now();
+    rev.phase_started = Clock::now();
+    log::info("revision " + std::string(state_name(state)),
+              {{"location", rev.location}, {"id", rev.id}, {"previous", state_name(previous)}});
+    emit_event(rev, previous);
+}
+
+// ---- the pipeline ------------------------------------------------------------
+
+Revision& Daemon::create_revision(DeploySpec spec) {
+    auto [it, inserted] = locations_.try_emplace(spec.location);
+    Location& loc = it->second;
+    if (inserted) loc.name = spec.location;
+    int number = loc.next_number++;
+    std::string name = spec.location; // copied first: `spec` is moved below
+    auto rev = std::make_unique<Revision>(loop_, std::move(name), number, std::move(spec));
+    Revision& ref = *rev;
+    loc.revisions.push_front(std::move(rev));
+    log::info("deploy accepted", {{"location", ref.location}, {"id", ref.id},
+                                  {"deps", ref.spec.deps.sha256}, {"source", ref.spec.source.sha256}});
+    emit_event(ref, std::nullopt);
+    return ref;
+}
+
+void Daemon::fail(Revision& rev, const char* reason, std::string message) {
+    rev.reason = reason;
+    rev.message = std::move(message);
+    log::warn("revision failed", {{"location", rev.location}, {"id", rev.id},
+                                  {"reason", rev.reason}, {"message", rev.message}});
+    Location& loc = location_of(rev);
+    if (loc.active == rev.id) loc.active.clear();
+    set_state(rev, State::failed);
+    finish_revision(rev);
+}
+
+void Daemon::fetch(const std::string& id) {
+    Revision* rev = find_revision(id);
+    if (!rev || rev->state != State::pending) return;
+    set_state(*rev, State::fetching);
+    auto remaining = std::make_shared<int>(2);
+    auto failed = std::make_shared<bool>(false);
+    auto on_done = [this, id, remaining, failed](bool is_deps) {
+        return [this, id, remaining, failed, is_deps](bool ok, std::string reason,
+                                                      std::string message, ArtifactStatus st) {
+            Revision* r = find_revision(id);
+            if (!r || r->state != State::fetching) return;
+            (is_deps ? r->deps : r->source) = st;
+            if (!ok && !*failed) {
+                *failed = true;
+                fail(*r, reason == reason::digest_mismatch ? reason::digest_mismatch
+                         : reason == reason::no_space      ? reason::no_space
+                                                           : reason::fetch_error,
+                     (is_deps ? "deps: " : "source: ") + message);
+                return;
+            }
+            if (--*remaining == 0 && !*failed) extract(id);
+        };
+    };
+    store_blob(rev->spec.deps, on_done(true));
+    store_blob(rev->spec.source, on_done(false));
+}
+
+void Daemon::extract(const std::string& id) {
+    Revision* rev = find_revision(id);
+    if (!rev) return;
+    set_state(*rev, State::extracting);
+    auto remaining = std::make_shared<int>(2);
+    auto failed = std::make_shared<bool>(false);
+    auto on_done = [this, id, remaining, failed](bool is_deps) {
+        return [this, id, remaining, failed, is_deps](bool ok, std::string reason,
+                                                      std::string message, ArtifactStatus st) {
+            Revision* r = find_revision(id);
+            if (!r || r->state != State::extracting) return;
+            ArtifactStatus& target = is_deps ? r->deps : r->source;
+            target.tree = st.tree;
+            // A hit means nothing was copied or extracted for this revision.
+            target.cache_hit = target.cache_hit && st.cache_hit;
+            if (!ok && !*failed) {
+                *failed = true;
+                fail(*r, reason == reason::no_space ? reason::no_space : reason::bad_archive,
+                     (is_deps ? "deps: " : "source: ") + message);
+                return;
+            }
+            if (--*remaining == 0 && !*failed) inspect(id);
+        };
+    };
+    store_tree(rev->spec.deps.sha256, on_done(true));
+    store_tree(rev->spec.source.sha256, on_done(false));
+}
+
+void Daemon::inspect(const std::string& id) {
+    Revision* rev = find_revision(id);
+    if (!rev) return;
+    set_state(*rev, State::starting);
+    std::string source_tree = rev->source.tree, deps_tree = rev->deps.tree;
+    run_blocking<std::pair<std::shared_ptr<InspectResult>, std::string>>(
+        loop_,
+        [source_tree, deps_tree] {
+            auto result = std::make_shared<InspectResult>();
+            std::string err;
+            if (!load_pex_info(source_tree, result->source_info, err))
+                return std::make_pair(std::shared_ptr<InspectResult>(), "source: " + err);
+            if (!load_pex_info(deps_tree, result->deps_info, err))
+                return std::make_pair(std::shared_ptr<InspectResult>(), "deps: " + err);
+            return std::make_pair(result, std::string());
+        },
+        [this, id](auto result, std::string error) {
+            Revision* r = find_revision(id);
+            if (!r || r->state != State::starting) return;
+            if (!result) return fail(*r, reason::bad_archive, "reading PEX-INFO: " + error);
+            if (!result->first) return fail(*r, reason::bad_archive, result->second);
+            compose(id, result->first);
+        });
+}
+
+void Daemon::compose(const std::string& id, std::shared_ptr<InspectResult> inspected) {
+    with_interpreters([this, id, inspected](const std::vector<Interpreter>& found) {
+        Revision* rev = find_revision(id);
+        if (!rev || rev->state != State::starting) return;
+        // Both pex files may constrain the interpreter; honour both.
+        std::vector<Constraint> source_c, deps_c;
+        std::string err;
+        if (!parse_constraints(inspected->source_info.interpreter_constraints, source_c, err) ||
+            !parse_constraints(inspected->deps_info.interpreter_constraints, deps_c, err))
+            return fail(*rev, reason::bad_archive, "interpreter_constraints: " + err);
+        const Interpreter* chosen = nullptr;
+        for (const auto& interp : found)
+            if (satisfies(interp, source_c) && satisfies(interp, deps_c)) {
+                chosen = &interp;
+                break;
+            }
+        if (!chosen) {
+            std::string have;
+            for (const auto& i : found)
+                have += (have.empty() ? "" : ", ") + i.implementation + " " + i.version() + " (" + i.path + ")";
+            std::string want = describe(source_c);
+            if (!deps_c.empty()) want += (want.empty() ? "" : " and ") + describe(deps_c);
+            return fail(*rev, reason::no_interpreter,
+                        "no interpreter satisfies " + (want.empty() ? std::string("any constraint") : want) +
+                            "; found: " + (have.empty() ? "none" : have));
+        }
+        rev->python = chosen->path;
+        if (rev->spec.runtime == Runtime::pex) return launch(id, inspected, {});
+
+        PythonTarget target;
+        target.major = chosen->major;
+        target.minor = chosen->minor;
+        target.micro = chosen->micro;
+        utsname uts{};
+        if (::uname(&uts) == 0) target.machine = uts.machine;
+        target.implementation = chosen->implementation == "PyPy" ? "pypy" : "cpython";
+        std::string source_tree = rev->source.tree, deps_tree = rev->deps.tree;
+        run_blocking<std::pair<std::vector<std::string>, std::string>>(
+            loop_,
+            [source_tree, deps_tree, inspected, target] {
+                std::vector<PexTree> trees = {{source_tree, &inspected->source_info},
+                                              {deps_tree, &inspected->deps_info}};
+                std::vector<std::string> path;
+                std::string error;
+                if (!build_sys_path(trees, target, path, error)) path.clear();
+                return std::make_pair(std::move(path), std::move(error));
+            },
+            [this, id, inspected](auto result, std::string error) {
+                Revision* r = find_revision(id);
+                if (!r || r->state != State::starting) return;
+                if (!result) return fail(*r, reason::bad_archive, "composing sys.path: " + error);
+                if (!result->second.empty()) return fail(*r, reason::bad_archive, result->second);
+                launch(id, inspected, std::move(result->first));
+            });
+    });
+}
+
+void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspected,
+                    std::vector<std::string> sys_path) {
+    Revision* rev = find_revision(id);
+    if (!rev || rev->state != State::starting) return;
+
+    rev->scratch_dir = options_.state_dir + "/scratch/" + rev->id;
+    remove_all(rev->scratch_dir);
+    if (::mkdir(rev->scratch_dir.c_str(), 0700) < 0)
+        return fail(*rev, reason::spawn_error,
+                    "cannot create " + rev->scratch_dir + ": " + std::strerror(errno));
+
+    LaunchInput in;
+    in.runtime = rev->spec.runtime;
+    in.python = rev->python;
+    in.boot_script = boot_script_path_;
+    in.source_tree = rev->source.tree;
+    in.deps_tree = rev->deps.tree;
+    in.source_info = &inspected->source_info;
+    in.sys_path = std::move(sys_path);
+    in.module = rev->spec.module;
+    in.args = rev->spec.args;
+    in.deploy_env = rev->spec.env;
+    in.location = rev->location;
+    in.revision_id = rev->id;
+    in.scratch_dir = rev->scratch_dir;
+    in.pycache_dir = options_.state_dir + "/pycache";
+    in.pex_root = options_.state_dir + "/pex-root";
+    in.host_path = env_or("PATH", "");
+    in.host_home = env_or("HOME", "");
+    LaunchPlan plan = plan_launch(in);
+    if (!plan.error.empty()) return fail(*rev, reason::bad_archive, plan.error);
+    rev->command = plan.argv;
+
+    int out_pipe[2], err_pipe[2];
+    if (::pipe2(out_pipe, O_CLOEXEC) < 0)
+        return fail(*rev, reason::spawn_error, std::string("pipe: ") + std::strerror(errno));
+    Fd out_read(out_pipe[0]), out_write(out_pipe[1]);
+    if (::pipe2(err_pipe, O_CLOEXEC) < 0)
+        return fail(*rev, reason::spawn_error, std::string("pipe: ") + std::strerror(errno));
+    Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
+
+    SpawnRequest req;
+    req.path = plan.argv[0];
+    req.argv = plan.argv;
+    req.env = plan.env;
+    req.cwd = rev->spec.cwd.empty() ? rev->scratch_dir : rev->spec.cwd;
+    req.new_session = true;
+    req.stdin_fd = spawn_dev_null;
+    req.stdout_fd = out_write.get();
+    req.stderr_fd = err_write.get();
+    SpawnResult spawned = spawn(req);
+    out_write.reset();
+    err_write.reset();
+    if (spawned.pid <= 0) return fail(*rev, reason::spawn_error, spawned.message);
+
+    rev->pid = spawned.pid;
+    rev->process_running = true;
+    log::info("revision process started", {{"location", rev->location}, {"id", rev->id},
+                                           {"pid", rev->pid}, {"python", rev->python}});
+    init_.watch(rev->pid, [this, id](int status) { on_process_exit(id, status); });
+
+    std::string log_dir = options_.state_dir + "/logs/" + rev->location;
+    make_dirs(log_dir);
+    rev->output = std::make_unique<OutputCapture>(
+        loop_, std::move(out_read), std::move(err_read), rev->output_ring,
+        std::make_unique<RotatingFile>(log_dir, rev->id), forwarder_.get(), rev->location);
+    rev->output->on_line = [this, id](const LogLine& line) { on_output_line(id, line); };
+    rev->output->start();
+
+    set_state(*rev, State::loading);
+    rev->timer.start(static_cast<uint64_t>(rev->spec.min_uptime_s * 1000.0 + 0.5), [this, id] {
+        if (Revision* r = find_revision(id)) on_min_uptime(*r);
+    });
+}
+
+void Daemon::on_min_uptime(Revision& rev) {
+    if (rev.state != State::loading) return;
+    Location& loc = location_of(rev);
+    Revision* current = loc.active.empty() ? nullptr : loc.find(loc.active);
+    if (current && current->number > rev.number && current->state == State::ready) {
+        // A newer revision became ready first: this one is already superseded.
+        set_state(rev, State::ready);
+        stop_revision(rev, "superseded by " + current->id, [] {});
+        return;
+    }
+    set_state(rev, State::ready);
+    loc.active = rev.id;
+    // Blue/green: only now that the new revision serves, stop the older ones.
+    for (auto& other : loc.revisions)
+        if (other.get() != &rev && other->number < rev.number && is_live(other->state) &&
+            other->state != State::stopping)
+            stop_revision(*other, "replaced by " + rev.id, [] {});
+}
+
+void Daemon::on_process_exit(const std::string& id, int wait_status) {
+    Revision* rev = find_revision(id);
+    if (!rev) return;
+    rev->process_running = false;
+    rev->wait_status = wait_status;
+    rev->timer.stop();
+    // The last words of a crashing process are still in the pipe.
+    if (rev->output) rev->output->drain_now();
+    log::info("revision process " + describe_wait_status(wait_status),
+              {{"location", rev->location}, {"id", rev->id}, {"pid", rev->pid}});
+    if (rev->state == State::stopping) {
+        set_state(*rev, State::stopped);
+        finish_revision(*rev);
+        return;
+    }
+    if (is_final(rev->state)) return;
+    std::vector<std::string> tail;
+    for (const auto& line : rev->output_ring.tail(rev->output_ring.size()))
+        if (line.stream == Stream::err) tail.push_back(line.text);
+    if (tail.size() > stderr_tail_lines) tail.erase(tail.begin(), tail.end() - stderr_tail_lines);
+    rev->stderr_tail = std::move(tail);
+    fail(*rev, reason::exited, "process " + describe_wait_status(wait_status));
+}
+
+void Daemon::stop_revision(Revision& rev, std::string why, std::function<void()> done) {
+    if (is_final(rev.state)) {
+        done();
+        return;
+    }
+    rev.on_ended.push_back(std::move(done));
+    if (rev.state == State::stopping) return;
+    rev.message = std::move(why);
+    Location& loc = location_of(rev);
+    if (loc.active == rev.id) loc.active.clear();
+    if (!rev.process_running) {
+        // Still in the pipeline: pending work sees the state and drops out.
+        rev.timer.stop();
+        set_state(rev, State::stopped);
+        finish_revision(rev);
+        return;
+    }
+    set_state(rev, State::stopping);
+    ::kill(-rev.pid, SIGTERM);
+    std::string id = rev.id;
+    rev.timer.start(static_cast<uint64_t>(options_.grace_s * 1000.0 + 0.5), [this, id] {
+        Revision* r = find_revision(id);
+        if (!r || !r->process_running) return;
+        log::warn("revision did not stop within the grace period; killing",
+                  {{"id", id}, {"grace_s", options_.grace_s}});
+        ::kill(-r->pid, SIGKILL);
+    });
+}
+
+void Daemon::finish_revision(Revision& rev) {
+    rev.timer.stop();
+    if (!rev.scratch_dir.empty()) {
+        std::string dir = std::exchange(rev.scratch_dir, std::string());
+        run_blocking<std::string>(
+            loop_, [dir] { return remove_all(dir); },
+            [dir](std::optional<std::string> err, std::string) {
+                if (err && !err->empty()) log::warn("cannot remove scratch directory", {{"error", *err}});
+            });
+    }
+    auto callbacks = std::move(rev.on_ended);
+    rev.on_ended.clear();
+    trim_history(location_of(rev)); // may destroy `rev`; nothing below uses it
+    for (auto& cb : callbacks) cb();
+}
+
+void Daemon::trim_history(Location& loc) {
+    size_t ended = 0;
+    std::erase_if(loc.revisions, [&](const std::unique_ptr<Revision>& r) {
+        if (!is_final(r->state) || r->process_running) return false;
+        // Keep a revision whose output is still draining out of its pipes.
+        return ++ended > ended_revisions_kept;
+    });
+}
+
+void Daemon::stop_all(std::function<void()> done) {
+    auto pending = std::make_shared<int>(1);
+    auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+    auto one_done = [pending, shared_done] {
+        if (--*pending == 0) (*shared_done)();
+    };
+    for (auto& [name, loc] : locations_)
+        for (auto& rev : loc.revisions)
+            if (is_live(rev->state)) {
+                ++*pending;
+                stop_revision(*rev, "hearth is shutting down", one_done);
+            }
+    one_done();
+}
+
+std::vector<pid_t> Daemon::process_groups() const {
+    std::vector<pid_t> groups;
+    for (const auto& [name, loc] : locations_)
+        for (const auto& rev : loc.revisions)
+            if (rev->process_running) groups.push_back(rev->pid);
+    return groups;
+}
+
+void Daemon::before_exit() {
+    for (auto& [name, loc] : locations_)
+        for (auto& rev : loc.revisions)
+            if (rev->output) rev->output->drain_now();
+    if (forwarder_) forwarder_->flush_and_stop(std::chrono::milliseconds(2000));
+    server_.close(nullptr);
+}
+
+// ---- interpreters --------------------------------------------------------------
+
+void Daemon::with_interpreters(std::function<void(const std::vector<Interpreter>&)> cb) {
+    if (interpreters_probed_) return cb(interpreters_);
+    interpreter_waiters_.push_back(std::move(cb));
+    if (probing_) return;
+    probing_ = true;
+    auto candidates = std::make_shared<std::vector<std::string>>(
+        python_candidates(env_or("PATH", ""), options_.python));
+    auto results = std::make_shared<std::vector<std::optional<Interpreter>>>(candidates->size());
+    auto remaining = std::make_shared<size_t>(candidates->size() + 1);
+    auto finish = [this, results, remaining] {
+        if (--*remaining != 0) return;
+        interpreters_.clear();
+        // Shims and aliases (python3, python3.11, a pyenv shim) often resolve
+        // to one binary: keep the first name of each.
+        std::vector<std::string> seen;
+        for (auto& r : *results) {
+            if (!r) continue;
+            char* real = ::realpath(r->path.c_str(), nullptr);
+            std::string key = real ? real : r->path;
+            std::free(real);
+            if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+            seen.push_back(key);
+            interpreters_.push_back(*r);
+        }
+        interpreters_probed_ = true;
+        probing_ = false;
+        std::string names;
+        for (const auto& i : interpreters_) names += (names.empty() ? "" : ", ") + i.path + " " + i.version();
+        log::info("interpreters found", {{"count", interpreters_.size()}, {"interpreters", names}});
+        auto waiters = std::move(interpreter_waiters_);
+        interpreter_waiters_.clear();
+        for (auto& w : waiters) w(interpreters_);
+    };
+    for (size_t i = 0; i < candidates->size(); ++i) {
+        SpawnRequest req;
+        req.argv = probe_argv((*candidates)[i]);
+        req.path = req.argv[0];
+        req.env = std::vector<std::string>{"PATH=" + env_or("PATH", ""), "LANG=C.UTF-8"};
+        std::string candidate = (*candidates)[i];
+        run_oneshot(loop_, init_, std::move(req), probe_timeout_ms, 4096,
+                    [results, i, finish, candidate](OneshotResult r) {
+                        std::string err;
+                        if (r.started && WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0)
+                            (*results)[i] = parse_probe_output(r.out, err);
+                        else
+                            err = r.started ? describe_wait_status(r.wait_status) : r.error;
+                        if (!(*results)[i])
+                            log::debug("interpreter probe failed", {{"candidate", candidate}, {"error", err}});
+                        finish();
+                    });
+    }
+    finish();
+}
+
+// ---- store -------------------------------------------------------------------
+
+void Daemon::store_blob(const ArtifactSpec& artifact, StoreDone done) {
+    std::string key = "blob:" + artifact.sha256;
+    auto& waiters = inflight_[key];
+    waiters.push_back(std::move(done));
+    if (waiters.size() > 1) return; // the running job answers everyone
+    std::string src = artifact.path, hex = artifact.sha256;
+    run_blocking<StoreResult>(
+        loop_, [this, src, hex] { return store_.import_file(src, hex); },
+        [this, key](std::optional<StoreResult> r, std::string error) {
+            auto node = inflight_.extract(key);
+            ArtifactStatus st;
+            bool ok = r && r->ok();
+            std::string why = reason::fetch_error;
+            std::string message = r ? r->error : error;
+            if (r) {
+                st.cache_hit = r->hit;
+                st.bytes = r->bytes;
+                if (r->status == StoreStatus::digest_mismatch) why = reason::digest_mismatch;
+                else if (r->status == StoreStatus::io_error &&
+                         r->error.find(std::strerror(ENOSPC)) != std::string::npos)
+                    why = reason::no_space;
+            }
+            for (auto& cb : node.mapped()) cb(ok, why, message, st);
+        });
+}
+
+void Daemon::store_tree(const std::string& hex, StoreDone done) {
+    std::string key = "tree:" + hex;
+    auto& waiters = inflight_[key];
+    waiters.push_back(std::move(done));
+    if (waiters.size() > 1) return;
+    unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    run_blocking<StoreResult>(
+        loop_, [this, hex, threads] { return store_.ensure_tree(hex, ExtractLimits{}, threads); },
+        [this, key](std::optional<StoreResult> r, std::string error) {
+            auto node = inflight_.extract(key);
+            ArtifactStatus st;
+            bool ok = r && r->ok();
+            std::string why = reason::bad_archive;
+            std::string message = r ? r->error : error;
+            if (r) {
+                st.cache_hit = r->hit;
+                st.tree = r->path;
+                if (r->status == StoreStatus::io_error &&
+                    r->error.find(std::strerror(ENOSPC)) != std::string::npos)
+                    why = reason::no_space;
+            }
+            for (auto& cb : node.mapped()) cb(ok, why, message, st);
+        });
+}
+
+} // namespace hearth

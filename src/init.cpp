@@ -290,14 +290,17 @@ void Init::finish() {
         }
     }
     log::info("exiting", {{"exit_code", exit_code_}});
-    if (handles_open_) {
-        handles_open_ = false;
-        uv_poll_stop(&signal_poll_);
-        uv_close(reinterpret_cast<uv_handle_t*>(&signal_poll_), nullptr);
-        uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
-        uv_close(reinterpret_cast<uv_handle_t*>(&kill_timer_), nullptr);
-    }
+    close();
     uv_stop(loop_);
+}
+
+void Init::close() {
+    if (!handles_open_) return;
+    handles_open_ = false;
+    uv_poll_stop(&signal_poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&signal_poll_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&kill_timer_), nullptr);
 }
 
 int Init::signal_descendants(int sig, const std::vector<pid_t>& skip_groups) {

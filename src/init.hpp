@@ -63,6 +63,10 @@ public:
     // supervises, up to the grace period, then KILL, then the loop stops.
     void request_shutdown(std::string_view reason);
 
+    // Closes the libuv handles (idempotent). The loop must run once more
+    // (UV_RUN_NOWAIT is enough) before this object is destroyed.
+    void close();
+
     bool shutting_down() const noexcept { return shutting_down_; }
     bool has_main() const noexcept { return main_pid_ > 0; }
     // hearth's exit code: the main command's (128+N if killed by signal N),

@@ -1,14 +1,53 @@
 // hearth: argument parsing and wiring only; the work lives in the library.
 
+#include "daemon.hpp"
 #include "init.hpp"
 #include "log.hpp"
 #include "options.hpp"
 #include "sdnotify.hpp"
+#include "uv_util.hpp"
 #include "version.hpp"
 
 #include <uv.h>
 
 #include <cstdio>
+
+namespace {
+
+// Everything that lives on the loop, in one scope so that it is destroyed
+// before the loop is.
+int run(uv_loop_t* loop, const hearth::Options& opts) {
+    using namespace hearth;
+    Init init(loop, opts.grace_s);
+    if (auto err = init.start(); !err.empty()) {
+        log::error("cannot start", {{"error", err}});
+        return 1;
+    }
+    Daemon daemon(loop, opts, init);
+    if (auto err = daemon.start(); !err.empty()) {
+        // A supervisor that cannot take deploys must say so loudly rather
+        // than run half-blind: the container's restart policy takes over.
+        log::error("cannot start", {{"error", err}});
+        init.close();
+        uv_run(loop, UV_RUN_NOWAIT);
+        return 1;
+    }
+    init.set_stop_hook([&daemon](std::function<void()> done) { daemon.stop_all(std::move(done)); });
+    init.set_managed_groups([&daemon] { return daemon.process_groups(); });
+    init.set_before_exit([&daemon] { daemon.before_exit(); });
+    log::info("hearth started", {{"version", HEARTH_VERSION}, {"pid", static_cast<long>(getpid())}});
+    if (!opts.command.empty()) init.start_main(opts.command);
+    sdnotify::send("READY=1");
+
+    uv_run(loop, UV_RUN_DEFAULT);
+    // Shutdown stopped the loop; background jobs (scratch removal, a store
+    // job of a revision stopped mid-fetch) may still be running on the pool
+    // and use the objects below, so wait for their completions first.
+    while (blocking_jobs_in_flight() > 0) uv_run(loop, UV_RUN_ONCE);
+    return init.exit_code();
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     using namespace hearth;
@@ -34,15 +73,9 @@ int main(int argc, char** argv) {
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    Init init(&loop, opts.grace_s);
-    if (auto err = init.start(); !err.empty()) {
-        log::error("cannot start", {{"error", err}});
-        return 1;
-    }
-    log::info("hearth started", {{"version", HEARTH_VERSION}, {"pid", static_cast<long>(getpid())}});
-    if (!opts.command.empty()) init.start_main(opts.command);
-    sdnotify::send("READY=1");
-
-    uv_run(&loop, UV_RUN_DEFAULT);
-    return init.exit_code();
+    int exit_code = run(&loop, opts);
+    // Destroyed objects closed their handles; let libuv finish those closes.
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_loop_close(&loop);
+    return exit_code;
 }

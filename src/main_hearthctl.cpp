@@ -1,1 +1,8 @@
-int main() { return 0; }
+// hearthctl: command-line client for the hearth control socket. All logic
+// lives in ctl.cpp so it can be tested; see hearthctl(1).
+
+#include "ctl.hpp"
+
+int main(int argc, char** argv) {
+    return hearth::ctl_main(argc, argv);
+}

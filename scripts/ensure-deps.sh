@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian 12 packages hearth needs to build and test, if missing.
+# Sourced or run by scripts/demo and scripts/test; needs root for apt-get.
+set -eu
+
+packages="build-essential meson ninja-build pkg-config scdoc \
+libuv1-dev libarchive-dev nlohmann-json3-dev libspdlog-dev libcurl4-openssl-dev libssl-dev catch2 \
+python3 util-linux procps libarchive-tools unzip"
+[ "${HEARTH_WITH_BENCH_DEPS:-0}" = 1 ] && packages="$packages tini supervisor hyperfine"
+
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "hearth: installing Debian packages:$missing" >&2
+    if [ "$(id -u)" != 0 ]; then
+        echo "hearth: need root to install packages (run as root or install them yourself)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >&2
+fi

@@ -1,0 +1,117 @@
+#pragma once
+// The daemon: the control methods of hearth-protocol(7) and the deployment
+// state machine behind them, on one libuv loop. Blocking work (copying,
+// hashing, extracting, reading PEX-INFO) runs on libuv's thread pool and
+// reports back to the loop; nothing here takes a lock.
+
+#include "control.hpp"
+#include "deploy.hpp"
+#include "init.hpp"
+#include "options.hpp"
+#include "output.hpp"
+#include "pex_info.hpp"
+#include "python.hpp"
+#include "store.hpp"
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hearth {
+
+class Daemon {
+public:
+    Daemon(uv_loop_t* loop, const Options& options, Init& init);
+    ~Daemon();
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
+
+    // Opens the store, installs the boot script, listens on the control
+    // socket. Returns "" or an error message. Blocking (start-up only).
+    std::string start();
+
+    // Init's stop hook: stops every revision, then calls `done`.
+    void stop_all(std::function<void()> done);
+    // Process groups of running revisions (init leaves them to stop_all).
+    std::vector<pid_t> process_groups() const;
+    // Right before exit: drain captured output, flush forwarding, close the
+    // control socket.
+    void before_exit();
+
+private:
+    struct Subscriber {
+        std::weak_ptr<control::Connection> conn;
+        std::string location; // "" = all
+    };
+    struct Follower {
+        std::weak_ptr<control::Connection> conn;
+        std::string revision_id;
+    };
+    struct InspectResult;
+    struct ComposeResult;
+
+    void register_methods();
+    nlohmann::json hearth_info() const;
+
+    // Pipeline, one step each; every async completion looks the revision up
+    // again by id, since it may have been stopped or removed meanwhile.
+    Revision& create_revision(DeploySpec spec);
+    void fetch(const std::string& id);
+    void extract(const std::string& id);
+    void inspect(const std::string& id);
+    void compose(const std::string& id, std::shared_ptr<InspectResult> inspected);
+    void launch(const std::string& id, std::shared_ptr<InspectResult> inspected,
+                std::vector<std::string> sys_path);
+    void on_min_uptime(Revision& rev);
+    void on_process_exit(const std::string& id, int wait_status);
+    void fail(Revision& rev, const char* reason, std::string message);
+    void set_state(Revision& rev, State state);
+    void stop_revision(Revision& rev, std::string why, std::function<void()> done);
+    void finish_revision(Revision& rev);
+    void trim_history(Location& loc);
+
+    Revision* find_revision(const std::string& id);
+    Location& location_of(const Revision& rev);
+    Location& require_location(const std::string& name);
+
+    // Interpreters on this machine, probed once (asynchronously) on first use.
+    void with_interpreters(std::function<void(const std::vector<Interpreter>&)> cb);
+
+    // Shared store work: one job per digest however many revisions need it.
+    using StoreDone = std::function<void(bool ok, std::string reason, std::string message,
+                                         ArtifactStatus status)>;
+    void store_blob(const ArtifactSpec& artifact, StoreDone done);
+    void store_tree(const std::string& sha256, StoreDone done);
+
+    void emit_event(const Revision& rev, std::optional<State> previous); // nullopt: just created
+    void on_output_line(const std::string& revision_id, const LogLine& line);
+
+    uv_loop_t* loop_;
+    const Options& options_;
+    Init& init_;
+    Store store_;
+    control::ControlServer server_;
+    std::unique_ptr<StdoutForwarder> forwarder_;
+    std::string boot_script_path_;
+    std::chrono::steady_clock::time_point started_at_;
+
+    std::map<std::string, Location> locations_;
+    std::vector<Subscriber> subscribers_;
+    std::vector<Follower> followers_;
+
+    bool interpreters_probed_ = false;
+    bool probing_ = false;
+    std::vector<Interpreter> interpreters_;
+    std::vector<std::function<void(const std::vector<Interpreter>&)>> interpreter_waiters_;
+
+    std::map<std::string, std::vector<StoreDone>> inflight_; // "blob:<hex>" / "tree:<hex>"
+};
+
+// The embedded native-runtime bootstrap (src/hearth_boot.py).
+extern const char* const boot_script_text;
+
+} // namespace hearth
