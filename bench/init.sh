@@ -7,8 +7,10 @@
 #
 # Measures, in one run:
 #   1. start-up + exit wall time (hyperfine, medians): `hearth -- true`,
-#      `tini -- true`, bare `true`, plus `hearth --version` (loading and static
-#      initialisation only, no event loop, no fork) to split hearth's cost;
+#      `tini -- true`, bare `true`, plus variants that split hearth's cost:
+#      `hearth --version` (loading and static initialisation only, no event
+#      loop, no fork), `--log-level warn` (logging), `--python` (one given
+#      interpreter instead of probing every python on PATH);
 #   2. idle RSS (VmRSS, after 1 s) of a hearth daemon, of tini running `sleep`
 #      (tini only) and of supervisord running one `sleep` program (supervisord
 #      only);
@@ -81,6 +83,7 @@ hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style none \
     -n 'tini -- true' "$TINI -- $TRUE" \
     -n 'hearth -- true' "$HEARTH_CMD -- $TRUE" \
     -n 'hearth --log-level warn -- true' "$HEARTH_CMD --log-level warn -- $TRUE" \
+    -n "hearth --python $PY -- true" "$HEARTH_CMD --python $PY -- $TRUE" \
     -n 'hearth --version' "$HEARTH --version" \
     >/dev/null 2>"$TMP/hyperfine.err" || { cat "$TMP/hyperfine.err" >&2; exit 1; }
 
@@ -108,8 +111,7 @@ measure_idle() {
         THREADS=$(awk '$1 == "Threads:" { print $2 }' "/proc/$pid/status")
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
@@ -138,7 +140,7 @@ LD_DEBUG=statistics "$HEARTH" --version 2>"$TMP/ld-stats.txt" >/dev/null || true
 LD_DEBUG=statistics "$TRUE" 2>"$TMP/ld-stats-true.txt" || true
 
 # ------------------------------------------------------------------ report
-"$PY" - "$TMP/times.json" "${RSS[hearth]}" "${RSS[tini]}" "${RSS[supervisord]}" <<'PY'
+"$PY" - "$TMP/times.json" "$PY" "${RSS[hearth]}" "${RSS[tini]}" "${RSS[supervisord]}" <<'PY'
 import json, sys
 times = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 ms = {k: v["median"] * 1000 for k, v in times.items()}
@@ -149,8 +151,9 @@ for name in times:
     r = times[name]
     print(f"{name:34} {ms[name]:10.3f} {r['min'] * 1000:8.3f} "
           f"{ms[name] / base:8.2f} {ms[name] / tini:8.2f}")
-rss = {"hearth (daemon)": int(sys.argv[2]), "tini -- sleep (tini only)": int(sys.argv[3]),
-       "supervisord + 1 sleep (supervisord only)": int(sys.argv[4])}
+py = sys.argv[2]
+rss = {"hearth (daemon)": int(sys.argv[3]), "tini -- sleep (tini only)": int(sys.argv[4]),
+       "supervisord + 1 sleep (supervisord only)": int(sys.argv[5])}
 h = rss["hearth (daemon)"]
 print("\nIdle RSS after 1 s (VmRSS)")
 print(f"{'process':42} {'KiB':>8} {'x hearth':>9}")
@@ -159,9 +162,11 @@ for name, kb in rss.items():
 print("\nhearth's start-up split (medians):")
 print(f"  exec of a trivial program (true):           {base:7.3f} ms")
 print(f"  + loading libraries, static init (--version): {ms['hearth --version'] - base:+7.3f} ms")
-print(f"  + loop, signals, fork/exec, reap, exit:     "
+print(f"  + daemon start-up, loop, fork/exec, reap, exit: "
       f"{ms['hearth -- true'] - ms['hearth --version'] - base:+7.3f} ms "
       f"(the child's own exec of true: ~{base:.3f} ms)")
+print(f"  of which probing every python on PATH (vs --python {py}): "
+      f"{ms['hearth -- true'] - ms[f'hearth --python {py} -- true']:+7.3f} ms")
 print(f"  of which logging at info (vs --log-level warn): "
       f"{ms['hearth -- true'] - ms['hearth --log-level warn -- true']:+7.3f} ms")
 PY

@@ -94,7 +94,7 @@ struct Daemon::InspectResult {
 
 Daemon::Daemon(uv_loop_t* loop, const Options& options, Init& init)
     : loop_(loop), options_(options), init_(init), store_(options.state_dir), server_(loop),
-      started_at_(std::chrono::steady_clock::now()) {}
+      started_at_(std::chrono::steady_clock::now()), probe_timer_(loop) {}
 
 Daemon::~Daemon() = default;
 
@@ -115,9 +115,10 @@ std::string Daemon::start() {
     if (auto err = server_.listen_unix(options_.run_dir + "/control.sock"); !err.empty())
         return err;
     log::info("control socket listening", {{"path", options_.run_dir + "/control.sock"}});
-    // Probe interpreters now, in the background: a version manager's shims can
-    // take seconds, which the first deploy should not have to wait for.
-    with_interpreters([](const std::vector<Interpreter>&) {});
+    // Probe interpreters in the background soon after start: a version
+    // manager's shims can take seconds, which the first deploy should not
+    // wait for, while the main command and the socket come first.
+    probe_timer_.start(100, [this] { with_interpreters([](const std::vector<Interpreter>&) {}); });
     return {};
 }
 
@@ -662,6 +663,9 @@ void Daemon::trim_history(Location& loc) {
 }
 
 void Daemon::stop_all(std::function<void()> done) {
+    // Probe results no longer matter, and a slow version-manager shim must
+    // not hold up the exit.
+    if (probe_pid_ > 0) ::kill(-probe_pid_, SIGKILL);
     auto pending = std::make_shared<int>(1);
     auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
     auto one_done = [pending, shared_done] {
@@ -699,53 +703,57 @@ void Daemon::with_interpreters(std::function<void(const std::vector<Interpreter>
     interpreter_waiters_.push_back(std::move(cb));
     if (probing_) return;
     probing_ = true;
-    auto candidates = std::make_shared<std::vector<std::string>>(
-        python_candidates(env_or("PATH", ""), options_.python));
-    auto results = std::make_shared<std::vector<std::optional<Interpreter>>>(candidates->size());
-    auto remaining = std::make_shared<size_t>(candidates->size() + 1);
-    auto finish = [this, results, remaining] {
-        if (--*remaining != 0) return;
-        interpreters_.clear();
-        // Shims and aliases (python3, python3.11, a pyenv shim) often resolve
-        // to one binary: keep the first name of each.
-        std::vector<std::string> seen;
-        for (auto& r : *results) {
-            if (!r) continue;
-            char* real = ::realpath(r->path.c_str(), nullptr);
-            std::string key = real ? real : r->path;
-            std::free(real);
-            if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
-            seen.push_back(key);
-            interpreters_.push_back(*r);
-        }
+    probe_candidates_ = python_candidates(env_or("PATH", ""), options_.python);
+    interpreters_.clear();
+    probe_next(0);
+}
+
+// Probes run one at a time: spawn() waits for the child's exec, and on a busy
+// 2-core machine a child competing with other probes (version-manager shims
+// are shell scripts) is scheduled late, stalling the loop each time.
+void Daemon::probe_next(std::size_t index) {
+    if (index >= probe_candidates_.size() || init_.shutting_down()) {
         interpreters_probed_ = true;
         probing_ = false;
         std::string names;
-        for (const auto& i : interpreters_) names += (names.empty() ? "" : ", ") + i.path + " " + i.version();
+        for (const auto& i : interpreters_)
+            names += (names.empty() ? "" : ", ") + i.path + " " + i.version();
         log::info("interpreters found", {{"count", interpreters_.size()}, {"interpreters", names}});
         auto waiters = std::move(interpreter_waiters_);
         interpreter_waiters_.clear();
         for (auto& w : waiters) w(interpreters_);
-    };
-    for (size_t i = 0; i < candidates->size(); ++i) {
-        SpawnRequest req;
-        req.argv = probe_argv((*candidates)[i]);
-        req.path = req.argv[0];
-        req.env = std::vector<std::string>{"PATH=" + env_or("PATH", ""), "LANG=C.UTF-8"};
-        std::string candidate = (*candidates)[i];
-        run_oneshot(loop_, init_, std::move(req), probe_timeout_ms, 4096,
-                    [results, i, finish, candidate](OneshotResult r) {
-                        std::string err;
-                        if (r.started && WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0)
-                            (*results)[i] = parse_probe_output(r.out, err);
-                        else
-                            err = r.started ? describe_wait_status(r.wait_status) : r.error;
-                        if (!(*results)[i])
-                            log::debug("interpreter probe failed", {{"candidate", candidate}, {"error", err}});
-                        finish();
-                    });
+        return;
     }
-    finish();
+    const std::string candidate = probe_candidates_[index];
+    SpawnRequest req;
+    req.argv = probe_argv(candidate);
+    req.path = req.argv[0];
+    req.env = std::vector<std::string>{"PATH=" + env_or("PATH", ""), "LANG=C.UTF-8"};
+    probe_pid_ = run_oneshot(
+        loop_, init_, std::move(req), probe_timeout_ms, 4096,
+        [this, index, candidate](OneshotResult r) {
+            probe_pid_ = -1;
+            std::string err;
+            std::optional<Interpreter> found;
+            if (r.started && WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0)
+                found = parse_probe_output(r.out, err);
+            else
+                err = r.started ? describe_wait_status(r.wait_status) : r.error;
+            if (!found) {
+                log::debug("interpreter probe failed", {{"candidate", candidate}, {"error", err}});
+            } else {
+                // Shims and aliases (python3, python3.11, a pyenv shim) often
+                // resolve to one binary: keep the first name of each.
+                char* real = ::realpath(found->path.c_str(), nullptr);
+                std::string key = real ? real : found->path;
+                std::free(real);
+                if (std::find(probe_seen_.begin(), probe_seen_.end(), key) == probe_seen_.end()) {
+                    probe_seen_.push_back(key);
+                    interpreters_.push_back(*found);
+                }
+            }
+            probe_next(index + 1);
+        });
 }
 
 // ---- store -------------------------------------------------------------------

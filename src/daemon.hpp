@@ -80,6 +80,7 @@ private:
 
     // Interpreters on this machine, probed once (asynchronously) on first use.
     void with_interpreters(std::function<void(const std::vector<Interpreter>&)> cb);
+    void probe_next(std::size_t index);
 
     // Shared store work: one job per digest however many revisions need it.
     using StoreDone = std::function<void(bool ok, std::string reason, std::string message,
@@ -107,6 +108,10 @@ private:
     bool probing_ = false;
     std::vector<Interpreter> interpreters_;
     std::vector<std::function<void(const std::vector<Interpreter>&)>> interpreter_waiters_;
+    std::vector<std::string> probe_candidates_;
+    std::vector<std::string> probe_seen_; // realpaths of interpreters found
+    pid_t probe_pid_ = -1;                // the running probe's process group
+    Timer probe_timer_;
 
     std::map<std::string, std::vector<StoreDone>> inflight_; // "blob:<hex>" / "tree:<hex>"
 };

@@ -434,9 +434,10 @@ int openat2_beneath(int dirfd, const char* path, int flags) {
     how.flags = static_cast<std::uint64_t>(flags);
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
     long r;
+    int tries = 0;
     do {
         r = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-    } while (r < 0 && errno == EAGAIN); // RESOLVE_BENEATH retries on rename races
+    } while (r < 0 && errno == EAGAIN && ++tries < 64); // EAGAIN: a concurrent rename
     return static_cast<int>(r);
 }
 

@@ -40,37 +40,106 @@ bool is_forwarded(int sig) { return sig != SIGCHLD; }
 
 struct ProcInfo {
     pid_t pid;
-    pid_t ppid;
     pid_t pgrp;
 };
 
-// Reads pid, ppid and pgrp of every visible process. The comm field may hold
-// spaces and parentheses, so parse from the last ')'.
-std::vector<ProcInfo> list_processes() {
-    std::vector<ProcInfo> out;
+// Reads a whole small /proc file; "" when it cannot.
+std::string read_proc_file(const char* path) {
+    Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) return {};
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+}
+
+// The process group of `pid`, or -1 if it is gone or already a zombie. The
+// comm field may hold spaces and parentheses, so parse from the last ')'.
+pid_t process_group(pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    std::string stat = read_proc_file(path);
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) return -1;
+    char state = 0;
+    int ppid = 0, pgrp = 0;
+    if (std::sscanf(stat.c_str() + paren + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) return -1;
+    return state == 'Z' ? -1 : pgrp;
+}
+
+// Every live descendant, by a scan of all of /proc (kernels without
+// CONFIG_PROC_CHILDREN).
+std::vector<ProcInfo> scan_descendants() {
+    std::unordered_map<pid_t, std::vector<pid_t>> children;
     DIR* dir = ::opendir("/proc");
-    if (!dir) return out;
+    if (!dir) return {};
     while (dirent* entry = ::readdir(dir)) {
         char* end = nullptr;
         long pid = std::strtol(entry->d_name, &end, 10);
         if (*end != '\0' || pid <= 0) continue;
         char path[64];
         std::snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
-        if (!fd) continue;
-        char buf[512];
-        ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-        if (n <= 0) continue;
-        buf[n] = '\0';
-        const char* close_paren = std::strrchr(buf, ')');
-        if (!close_paren) continue;
-        char state = 0;
-        int ppid = 0, pgrp = 0;
-        if (std::sscanf(close_paren + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
-        if (state == 'Z') continue; // already dead; only waiting to be reaped
-        out.push_back({static_cast<pid_t>(pid), ppid, pgrp});
+        std::string stat = read_proc_file(path);
+        size_t paren = stat.rfind(')');
+        int ppid = 0;
+        if (paren == std::string::npos ||
+            std::sscanf(stat.c_str() + paren + 1, " %*c %d", &ppid) != 1)
+            continue;
+        children[ppid].push_back(static_cast<pid_t>(pid));
     }
     ::closedir(dir);
+    std::vector<ProcInfo> out;
+    std::vector<pid_t> stack{::getpid()};
+    while (!stack.empty()) {
+        pid_t parent = stack.back();
+        stack.pop_back();
+        for (pid_t child : children[parent]) {
+            stack.push_back(child);
+            pid_t pgrp = process_group(child);
+            if (pgrp > 0) out.push_back({child, pgrp});
+        }
+    }
+    return out;
+}
+
+// Every live descendant of this process, found through the kernel's
+// per-thread children lists where it has them: that reads only hearth's own
+// tree, not every process on a busy host.
+std::vector<ProcInfo> list_descendants() {
+    static const bool have_children_files = [] {
+        char path[64];
+        std::snprintf(path, sizeof path, "/proc/self/task/%d/children", ::getpid());
+        return ::access(path, R_OK) == 0;
+    }();
+    if (!have_children_files) return scan_descendants();
+    std::vector<ProcInfo> out;
+    std::vector<pid_t> stack{::getpid()};
+    while (!stack.empty()) {
+        pid_t parent = stack.back();
+        stack.pop_back();
+        char task_dir[64];
+        std::snprintf(task_dir, sizeof task_dir, "/proc/%d/task", parent);
+        DIR* dir = ::opendir(task_dir);
+        if (!dir) continue;
+        while (dirent* entry = ::readdir(dir)) {
+            if (entry->d_name[0] == '.') continue;
+            char path[384];
+            std::snprintf(path, sizeof path, "%s/%s/children", task_dir, entry->d_name);
+            std::string children = read_proc_file(path);
+            char* cursor = children.data();
+            while (*cursor) {
+                char* end = nullptr;
+                long pid = std::strtol(cursor, &end, 10);
+                if (end == cursor) break;
+                cursor = end;
+                stack.push_back(static_cast<pid_t>(pid));
+                pid_t pgrp = process_group(static_cast<pid_t>(pid));
+                if (pgrp > 0) out.push_back({static_cast<pid_t>(pid), pgrp});
+            }
+        }
+        ::closedir(dir);
+    }
     return out;
 }
 
@@ -304,28 +373,19 @@ void Init::close() {
 }
 
 int Init::signal_descendants(int sig, const std::vector<pid_t>& skip_groups) {
-    const pid_t self = ::getpid();
+    // No child (not even a zombie) means no descendant: every orphan of
+    // hearth's tree is reparented to hearth itself.
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD) return 0;
     // As init of a PID namespace every process is ours, and kill(-1) reaches
     // all of them atomically, including ones forking right now.
-    if (self == 1 && skip_groups.empty()) return ::kill(-1, sig) == 0 ? 1 : 0;
+    if (::getpid() == 1 && skip_groups.empty()) return ::kill(-1, sig) == 0 ? 1 : 0;
 
-    std::vector<ProcInfo> procs = list_processes();
-    std::unordered_map<pid_t, std::vector<const ProcInfo*>> children;
-    for (const auto& p : procs) children[p.ppid].push_back(&p);
     std::unordered_set<pid_t> skip(skip_groups.begin(), skip_groups.end());
-
     int count = 0;
-    std::vector<pid_t> stack{self};
-    while (!stack.empty()) {
-        pid_t parent = stack.back();
-        stack.pop_back();
-        auto it = children.find(parent);
-        if (it == children.end()) continue;
-        for (const ProcInfo* child : it->second) {
-            stack.push_back(child->pid);
-            if (skip.count(child->pgrp)) continue;
-            if (::kill(child->pid, sig) == 0) ++count;
-        }
+    for (const ProcInfo& p : list_descendants()) {
+        if (skip.count(p.pgrp)) continue;
+        if (::kill(p.pid, sig) == 0) ++count;
     }
     return count;
 }

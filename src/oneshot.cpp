@@ -67,7 +67,7 @@ void on_alloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
 
 } // namespace
 
-void run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t timeout_ms,
+pid_t run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t timeout_ms,
                  std::size_t max_output, std::function<void(OneshotResult)> done) {
     auto* job = new Oneshot(loop);
     job->init = &init;
@@ -81,7 +81,7 @@ void run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t tim
             job->result.error = std::string("pipe: ") + std::strerror(errno);
             job->reaped = true;
             job->maybe_finish();
-            return;
+            return -1;
         }
         read_ends[i].reset(fds[0]);
         write_ends[i].reset(fds[1]);
@@ -96,9 +96,10 @@ void run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t tim
         job->result.error = spawned.message;
         job->reaped = true;
         job->maybe_finish();
-        return;
+        return -1;
     }
     job->result.started = true;
+    job->result.pid = spawned.pid;
     job->pid = spawned.pid;
 
     for (int i = 0; i < 2; ++i) {
@@ -142,6 +143,7 @@ void run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t tim
         job->result.wait_status = status;
         job->maybe_finish();
     });
+    return spawned.pid;
 }
 
 } // namespace hearth

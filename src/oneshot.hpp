@@ -16,6 +16,7 @@ namespace hearth {
 
 struct OneshotResult {
     bool started = false;     // false: spawn failed, see error
+    pid_t pid = -1;           // the process (and group) when started
     std::string error;        // spawn failure message
     int wait_status = 0;      // valid when started
     bool timed_out = false;   // killed after the timeout
@@ -27,8 +28,9 @@ struct OneshotResult {
 // Spawns `request` (its stdout/stderr are replaced by pipes; it gets its own
 // process group) and calls `done` on the loop once the process was reaped and
 // its pipes closed, or after `timeout_ms` (then the group is KILLed first).
-// `init` must outlive the call. Loop thread only.
-void run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t timeout_ms,
+// `init` must outlive the call. Loop thread only. Returns the pid (also the
+// process group) or -1 when spawning failed (`done` has then already run).
+pid_t run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t timeout_ms,
                  std::size_t max_output, std::function<void(OneshotResult)> done);
 
 } // namespace hearth

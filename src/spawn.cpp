@@ -193,7 +193,9 @@ SpawnResult spawn(const SpawnRequest& req) {
         if (!dev_null) return fail(errno, "open /dev/null");
     }
 
-    pid_t pid = ::fork();
+    // _Fork skips pthread_atfork handlers (libuv registers some): they are not
+    // async-signal-safe and would run in the child of a multithreaded process.
+    pid_t pid = ::_Fork();
     if (pid < 0) return fail(errno, "fork");
     if (pid == 0) child_main(req, argv.data(), envp_ptr, report_write.get(), dev_null.get());
 
