@@ -77,7 +77,7 @@ HEARTH_CMD="$HEARTH ${HEARTH_ARGS[*]}" # for hyperfine (paths without spaces)
 
 # ------------------------------------------------------- 1. start-up time
 log "hyperfine: $RUNS runs each, $WARMUP warm-up runs"
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style none \
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic \
     --export-json "$TMP/times.json" \
     -n 'true' "$TRUE" \
     -n 'tini -- true' "$TINI -- $TRUE" \
@@ -90,8 +90,8 @@ hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style none \
 # ------------------------------------------------------------ 2. idle RSS
 vmrss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 
-# start_idle NAME CMD...: runs CMD in the background, records its VmRSS after
-# 1 s, then stops it with TERM (KILL after 5 s).
+# measure_idle NAME CMD...: runs CMD in the background, records its VmRSS
+# after 1 s, then stops it with TERM (KILL after 10 s), and its children.
 declare -A RSS
 measure_idle() {
     local name=$1
@@ -110,13 +110,21 @@ measure_idle() {
         grep -v '^$' /proc/"$pid"/maps | awk '$6 ~ /\.so/ { print $6 }' | sort -u >"$TMP/maps.txt"
         THREADS=$(awk '$1 == "Threads:" { print $2 }' "/proc/$pid/status")
     fi
+    # Its children (supervisord's sleep) would outlive a KILLed parent:
+    # remember them to kill them by pid afterwards.
+    local kids
+    kids=$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
+    for _ in $(seq 200); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    local k
+    for k in $kids; do
+        kill -KILL "$k" 2>/dev/null || true
+    done
 }
 
 cat >"$TMP/supervisord.conf" <<EOF

@@ -513,8 +513,9 @@ mode_t file_mode(const Run& run, bool exec) {
 
 std::string ratio_message(double ratio, std::uint64_t out, std::uint64_t in) {
     char buf[160];
-    std::snprintf(buf, sizeof buf, "compression ratio exceeds %g (%llu bytes from %llu)", ratio,
-                  static_cast<unsigned long long>(out), static_cast<unsigned long long>(in));
+    (void)std::snprintf(buf, sizeof buf, "compression ratio exceeds %g (%llu bytes from %llu)",
+                        ratio, static_cast<unsigned long long>(out),
+                        static_cast<unsigned long long>(in));
     return buf;
 }
 
@@ -980,7 +981,8 @@ void remove_contents(int fd, const std::string& where, int depth, std::string& e
     }
     ::closedir(dir);
     for (const std::string& n : subdirs) {
-        const std::string path = where + "/" + n;
+        std::string path = where;
+        path.append("/").append(n);
         Fd sub(::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub) {
             if (errno == ENOENT) continue;
@@ -1022,7 +1024,9 @@ ExtractResult extract_zip(const std::string& archive, const std::string& dest,
     }
     if (!res.ok() && created) {
         // Never leave a partial tree behind. The destination is ours: we made it.
-        if (std::string err = remove_all(dest); !err.empty()) res.error += " (cleanup: " + err + ")";
+        if (std::string err = remove_all(dest); !err.empty()) {
+            res.error.append(" (cleanup: ").append(err).append(")");
+        }
     }
     return res;
 }

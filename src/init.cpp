@@ -194,7 +194,7 @@ std::string Init::start() {
     return {};
 }
 
-bool Init::start_main(const std::vector<std::string>& command) {
+bool Init::start_main(const std::vector<std::string>& command, std::vector<std::string> env) {
     const char* path_env = std::getenv("PATH");
     ResolvedExecutable resolved = resolve_executable(command[0], path_env ? path_env : "");
     SpawnResult spawned;
@@ -206,6 +206,7 @@ bool Init::start_main(const std::vector<std::string>& command) {
         SpawnRequest req;
         req.path = resolved.path;
         req.argv = command;
+        req.env = std::move(env);
         req.stdin_fd = spawn_inherit; // like tini: the main command owns hearth's stdio
         req.take_terminal = true;
         spawned = spawn(req);

@@ -41,10 +41,10 @@ public:
     // Starts reading signals. Returns "" or an error message.
     std::string start();
 
-    // Starts the main command with hearth's stdio and environment. On failure
+    // Starts the main command with hearth's stdio and `env`. On failure
     // logs one line, records 127/126 as hearth's exit code, starts shutdown
     // and returns false.
-    bool start_main(const std::vector<std::string>& command);
+    bool start_main(const std::vector<std::string>& command, std::vector<std::string> env);
 
     // `cb` runs on the loop when `pid` has been reaped. One callback per pid.
     void watch(pid_t pid, ExitCallback cb);

@@ -5,12 +5,14 @@
 #include "log.hpp"
 #include "options.hpp"
 #include "sdnotify.hpp"
+#include "spawn.hpp"
 #include "uv_util.hpp"
 #include "version.hpp"
 
 #include <uv.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace {
 
@@ -36,7 +38,7 @@ int run(uv_loop_t* loop, const hearth::Options& opts) {
     init.set_managed_groups([&daemon] { return daemon.process_groups(); });
     init.set_before_exit([&daemon] { daemon.before_exit(); });
     log::info("hearth started", {{"version", HEARTH_VERSION}, {"pid", static_cast<long>(getpid())}});
-    if (!opts.command.empty()) init.start_main(opts.command);
+    if (!opts.command.empty()) init.start_main(opts.command, opts.main_env);
     sdnotify::send("READY=1");
 
     uv_run(loop, UV_RUN_DEFAULT);
@@ -70,6 +72,13 @@ int main(int argc, char** argv) {
     log::setup(opts.log_format, opts.log_level);
     // Before the loop exists: no thread may start with the signals unblocked.
     Init::prepare_process();
+    // The main command gets hearth's environment as hearth received it
+    // (minus NOTIFY_SOCKET, which prepare_process took).
+    if (!opts.command.empty()) opts.main_env = current_environment();
+    // libarchive calls mktime() for every zip header; with TZ unset glibc
+    // stats /etc/localtime under a global lock each time, which halves the
+    // speed of parallel extraction. Revisions get a clean environment anyway.
+    ::setenv("TZ", ":/etc/localtime", 0);
 
     uv_loop_t loop;
     uv_loop_init(&loop);

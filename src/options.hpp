@@ -17,6 +17,7 @@ struct Options {
     spdlog::level::level_enum log_level = spdlog::level::info;
     std::vector<std::string> python; // --python, may repeat; empty = search PATH
     std::vector<std::string> command; // the main command after `--`, if any
+    std::vector<std::string> main_env; // the main command's environment (set by main)
     bool help = false;
     bool version = false;
 };

@@ -220,7 +220,9 @@ public:
     OutputCapture(const OutputCapture&) = delete;
     OutputCapture& operator=(const OutputCapture&) = delete;
 
-    // Set before start(); may be replaced between callbacks.
+    // Set both before start(), which takes them over (they then live with the
+    // handles, so either may destroy this object while it runs; assigning
+    // them after start() has no effect).
     std::function<void(const LogLine&)> on_line;
     // Called once, when both pipes reached EOF (all lines delivered, file
     // flushed). Not called by close().

@@ -302,9 +302,9 @@ std::string Store::temp_name(std::string_view kind, std::string_view hex) const 
             std::chrono::steady_clock::now().time_since_epoch().count());
     }
     char buf[96];
-    std::snprintf(buf, sizeof buf, "-%.12s-%ld-%llu-%08x", std::string(hex).c_str(),
-                  static_cast<long>(::getpid()),
-                  static_cast<unsigned long long>(counter_.fetch_add(1)), rnd);
+    (void)std::snprintf(buf, sizeof buf, "-%.12s-%ld-%llu-%08x", std::string(hex).c_str(),
+                        static_cast<long>(::getpid()),
+                        static_cast<unsigned long long>(counter_.fetch_add(1)), rnd);
     return std::string(kind) + buf;
 }
 
@@ -500,8 +500,11 @@ StoreResult Store::unpack_wheels(const std::string& tree, ExtractLimits& budget,
     ExtractOptions opts;
     opts.read_only = true;
     for (const std::string& w : wheels) {
-        const std::string dest = tree + "/.hearth/wheels/" + w;
-        ExtractResult x = extract_zip(tree + "/.deps/" + w, dest, budget, threads, opts);
+        std::string dest = tree;
+        dest.append("/.hearth/wheels/").append(w);
+        std::string src = tree;
+        src.append("/.deps/").append(w);
+        ExtractResult x = extract_zip(src, dest, budget, threads, opts);
         total.entries += x.entries;
         total.bytes += x.bytes;
         if (!x.ok()) {

@@ -118,7 +118,8 @@ public:
 
     // Creates the layout (mode 0755, missing parents too), takes the lock
     // (fails if another Store, in this or another process, holds it) and
-    // empties tmp/. Call once, before anything else.
+    // empties tmp/ (result.entries: how many leftovers were removed). Call
+    // once, before anything else.
     StoreResult open() noexcept;
 
     const std::string& state_dir() const noexcept { return dir_; }

@@ -1,0 +1,62 @@
+#!/bin/bash
+# Crashing user code: the revision fails with reason exited, its exit code
+# (or the signal that killed it) and its last stderr lines in stderr_tail;
+# `hearthctl deploy --wait` exits 1 and prints the reason, the exit code and
+# the stderr tail. A long min-uptime makes sure the crash is seen while the
+# revision is still loading.
+. "$(dirname "$0")/deploy_lib.sh"
+
+start_deploy_hearth
+make_sample
+make_app "$FIX/crash.pex" main 'import os, signal, sys
+print("starting up", flush=True)
+print("crash-marker one", file=sys.stderr, flush=True)
+print("crash-marker two", file=sys.stderr, flush=True)
+mode = os.environ.get("CRASH", "raise")
+if mode == "exit":
+    sys.exit(3)
+if mode == "signal":
+    os.kill(os.getpid(), signal.SIGKILL)
+raise ValueError("boom")'
+
+# An uncaught exception: exit code 1, the traceback in the tail.
+run_ctl deploy crash --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --min-uptime 10 --wait
+assert_eq 1 "$RUN_RC" "hearthctl deploy --wait exit code"
+assert_contains "$RUN_ERR" "crash-1 failed: exited" "hearthctl stderr"
+assert_contains "$RUN_ERR" "exit code: 1" "hearthctl stderr"
+assert_contains "$RUN_ERR" "ValueError: boom" "hearthctl stderr"
+assert_contains "$RUN_ERR" "crash-marker two" "hearthctl stderr"
+assert_contains "$RUN_OUT" "crash crash-1 loading -> failed exited" "hearthctl stdout (events)"
+r=$(rev_get crash crash-1 "r")
+assert_eq "failed exited 1" "$(jget "$r" "'%s %s %s' % (j['state'], j['reason'], j['exit_code'])")" "state reason exit_code"
+assert_eq "null null" "$(jget "$r" "'%s %s' % (json.dumps(j.get('pid')), json.dumps(j.get('signal')))")" "pid and signal"
+tail_json=$(jget "$r" "j['stderr_tail']")
+assert_eq "ValueError: boom" "$(jget "$tail_json" "j[-1]")" "last line of stderr_tail"
+assert_eq "crash-marker one" "$(jget "$tail_json" "j[0]")" "first line of stderr_tail"
+assert_contains "$tail_json" "Traceback (most recent call last):" "stderr_tail"
+# stdout lines are not in the stderr tail, but are in the logs.
+assert_not_contains "$tail_json" "starting up" "stderr_tail"
+assert_contains "$(logs_text crash)" "stdout starting up" "logs of the crashed revision"
+assert_contains "$(jget "$r" "j['message']")" "1" "message (exit code)"
+assert_eq null "$(active_of crash)" "active of a location whose only revision crashed"
+
+# sys.exit(3): exit code 3, only the two marker lines.
+deploy_failed crash --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --min-uptime 10 --env CRASH=exit
+assert_eq "exited 3" "$(jget "$DEPLOY_REV" "'%s %s' % (j['reason'], j['exit_code'])")" "reason and exit_code"
+assert_eq '["crash-marker one","crash-marker two"]' "$(jget "$DEPLOY_REV" "j['stderr_tail']")" "stderr_tail"
+assert_contains "$DEPLOY_ERR" "exit code: 3" "hearthctl stderr"
+assert_contains "$DEPLOY_ERR" "crash-marker two" "hearthctl stderr"
+
+# Killed by a signal: the signal's name, no exit code.
+deploy_failed crash --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --min-uptime 10 --env CRASH=signal
+assert_eq "exited SIGKILL null" \
+    "$(jget "$DEPLOY_REV" "'%s %s %s' % (j['reason'], j.get('signal'), json.dumps(j.get('exit_code')))")" \
+    "reason, signal and exit_code"
+assert_contains "$DEPLOY_ERR" "SIGKILL" "hearthctl stderr"
+
+# The human-readable status shows the reason.
+run_ctl status crash
+assert_eq 0 "$RUN_RC" "hearthctl status exit code"
+assert_match "$RUN_OUT" $'\n''crash +crash-3 +failed +- +- +native +[a-z/-]+ +exited' "status table"
+
+finish_deploy_hearth
