@@ -80,9 +80,8 @@ SHM=
 PIDS=() # hearth daemons still running
 # stop_pid PID: TERM (hearth stops its revisions), KILL after 10 s.
 stop_pid() {
-    local i
     kill -TERM "$1" 2>/dev/null || return 0
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         kill -0 "$1" 2>/dev/null || break
         sleep 0.1
     done
@@ -133,9 +132,9 @@ HEARTH_OPTS=()
 [ -n "${PYTHON:-}" ] && HEARTH_OPTS+=(--python "$PYTHON")
 start_hearth() {
     "$HEARTH" --state-dir "$1" --run-dir "$2" "${HEARTH_OPTS[@]}" >>"$TMP/hearth.out" 2>&1 &
-    local pid=$! i
+    local pid=$!
     PIDS+=("$pid")
-    for i in $(seq 200); do
+    for _ in $(seq 200); do
         "$HEARTHCTL" --socket "$2/control.sock" ping >/dev/null 2>&1 && return 0
         kill -0 "$pid" 2>/dev/null || { cat "$TMP/hearth.out" >&2; exit 1; }
         sleep 0.05

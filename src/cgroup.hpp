@@ -294,8 +294,9 @@ protected:
 // Reads Config's /proc files, detects, sets up (v2: the leaf move when the
 // resolved parent directory is hearth's own cgroup and that is not the real
 // root cgroup, which is exempt from the no-internal-processes rule; then
-// controllers in subtree_control from the hierarchy root down to
-// `<parent>/envs`; all modes: `<parent>/envs`). Never returns null: when cgroupfs cannot be used it
+// controllers in subtree_control from the delegation point (hearth's own
+// cgroup, or the deepest existing directory of an explicit parent outside
+// it) down to `<parent>/envs`; all modes: `<parent>/envs`). Never returns null: when cgroupfs cannot be used it
 // returns the `none` driver with the reason in enforcement()/describe().
 // Call early, before the environments start (the v2 leaf move is racy with
 // processes hearth itself is creating).

@@ -120,6 +120,15 @@ public:
     }
 
     std::string setup(const std::vector<pid_t>& extra_pids) {
+        // hearth configures controllers from its delegation point down:
+        // its own cgroup, or for an explicit --cgroup-parent the deepest
+        // directory of that path that already exists. Cgroups above belong
+        // to whoever delegated; hearth does not change them.
+        std::string top = self_;
+        if (parent_.compare(0, self_.size() + 1, self_ + "/") != 0 && parent_ != self_) {
+            top = parent_;
+            while (top.size() > root_.size() && !detail::exists(top)) top = top.substr(0, top.rfind('/'));
+        }
         if (int err = detail::make_dirs(parent_)) return "create " + parent_ + ": " + errno_text(err);
         // The real root cgroup has no cgroup.events and is exempt from the
         // no-internal-processes rule: nothing to move there (and its
@@ -133,12 +142,12 @@ public:
             for (pid_t p : extra_pids) move(p, false);
         }
 
-        // Controllers must be enabled at every level from the hierarchy root
-        // down to envs; levels that already have them are not written.
+        // Controllers must be enabled at every level from there down to
+        // envs; levels that already have them are not written.
         std::vector<std::string> chain;
         for (std::string dir = parent_;; dir = dir.substr(0, dir.rfind('/'))) {
             chain.push_back(dir);
-            if (dir.size() <= root_.size() || dir.rfind('/') == std::string::npos) break;
+            if (dir.size() <= top.size() || dir.rfind('/') == std::string::npos) break;
         }
         std::reverse(chain.begin(), chain.end());
         for (const auto& dir : chain) {

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <exception>
 #include <limits>
@@ -158,6 +159,7 @@ struct FetchTransfer {
     std::uint64_t last_progress = 0;
     bool progressed = false;
     Abort abort = Abort::none;
+    std::int64_t content_length = -1; // of this attempt's 2xx response, if sent
     std::string sink_error;
 };
 
@@ -380,6 +382,7 @@ void Fetcher::Impl::begin_attempt(FetchTransfer* t) noexcept {
     }
     t->bytes = 0;
     t->abort = Abort::none;
+    t->content_length = -1;
     t->errbuf[0] = '\0';
     t->progressed = false;
     t->last_activity = uv_now(loop);
@@ -421,11 +424,16 @@ void Fetcher::Impl::detach(FetchTransfer& t) noexcept {
 
 Outcome Fetcher::Impl::classify(FetchTransfer& t, CURLcode rc, long status) {
     std::string curl_text = t.errbuf[0] ? std::string(t.errbuf) : curl_easy_strerror(rc);
+    if (t.cancel_requested) t.abort = Abort::cancelled;
     switch (t.abort) {
     case Abort::cancelled: return {FetchErrorKind::cancelled, false, "cancelled"};
-    case Abort::too_large:
+    case Abort::too_large: {
+        std::string what = t.content_length >= 0
+                               ? "Content-Length " + std::to_string(t.content_length)
+                               : std::string("body");
         return {FetchErrorKind::too_large, false,
-                "body exceeds the limit of " + std::to_string(t.options.max_bytes) + " bytes"};
+                what + " exceeds the limit of " + std::to_string(t.options.max_bytes) + " bytes"};
+    }
     case Abort::sink:
         return {FetchErrorKind::sink, false,
                 "cannot store the body" + (t.sink_error.empty() ? "" : ": " + t.sink_error)};
@@ -438,9 +446,9 @@ Outcome Fetcher::Impl::classify(FetchTransfer& t, CURLcode rc, long status) {
     case CURLE_HTTP_RETURNED_ERROR:
         return {FetchErrorKind::http_status, status >= 500, "HTTP " + std::to_string(status)};
     case CURLE_FILESIZE_EXCEEDED: {
-        curl_off_t length = -1;
-        curl_easy_getinfo(t.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
-        std::string what = length >= 0 ? "Content-Length " + std::to_string(length) : "body";
+        std::string what = t.content_length >= 0
+                               ? "Content-Length " + std::to_string(t.content_length)
+                               : std::string("body");
         return {FetchErrorKind::too_large, false,
                 what + " exceeds the limit of " + std::to_string(t.options.max_bytes) + " bytes"};
     }
@@ -766,14 +774,39 @@ std::size_t Fetcher::Impl::on_write(char* data, std::size_t size, std::size_t n,
     return len;
 }
 
-std::size_t Fetcher::Impl::on_header(char*, std::size_t size, std::size_t n, void* userp) noexcept {
+std::size_t Fetcher::Impl::on_header(char* data, std::size_t size, std::size_t n, void* userp) noexcept {
     auto* t = static_cast<FetchTransfer*>(userp);
     std::size_t len = size * n;
+    const std::size_t refuse = len == 0 ? 1 : 0;
     if (t->finished || t->cancel_requested) {
         t->abort = Abort::cancelled;
-        return len == 0 ? 1 : 0;
+        return refuse;
     }
     t->last_activity = uv_now(t->owner->loop);
+    // Refuse a 2xx whose Content-Length is over the limit before any body
+    // byte arrives. CURLOPT_MAXFILESIZE does that too, but getinfo cannot tell
+    // us the length it refused, and redirects and error responses are not
+    // ours to judge (their bodies never reach the sink).
+    std::string_view line(data, len);
+    constexpr std::string_view name = "content-length:";
+    if (line.size() > name.size() &&
+        std::equal(name.begin(), name.end(), line.begin(),
+                   [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? b + 32 : b); })) {
+        std::string_view v = line.substr(name.size());
+        while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+        std::uint64_t length = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), length);
+        long status = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (ec == std::errc{} && end != v.data() && status >= 200 && status < 300) {
+            t->content_length = static_cast<std::int64_t>(std::min<std::uint64_t>(
+                length, static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())));
+            if (t->options.max_bytes > 0 && length > t->options.max_bytes) {
+                t->abort = Abort::too_large;
+                return refuse;
+            }
+        }
+    }
     return len;
 }
 

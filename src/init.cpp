@@ -143,6 +143,13 @@ std::vector<ProcInfo> list_descendants() {
     return out;
 }
 
+// True while hearth has any child, running or not yet reaped. Every orphan
+// of hearth's tree is reparented to hearth, so no child means no descendant.
+bool has_children() {
+    siginfo_t info{};
+    return !(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD);
+}
+
 } // namespace
 
 void Init::prepare_process() {
@@ -269,15 +276,10 @@ void Init::reap() {
     while (true) {
         int status = 0;
         pid_t pid = ::waitpid(-1, &status, WNOHANG);
-        if (pid == 0) {
-            children_left_ = true;
-            break;
-        }
+        if (pid == 0) break;
         if (pid < 0) {
             if (errno == EINTR) continue;
-            // ECHILD: no children at all, the whole tree is gone.
-            children_left_ = false;
-            break;
+            break; // ECHILD: no children at all
         }
         auto it = watchers_.find(pid);
         if (it == watchers_.end()) {
@@ -344,8 +346,8 @@ void Init::on_kill_deadline(uv_timer_t* timer) {
 }
 
 void Init::maybe_finish() {
-    if (!shutting_down_ || finished_) return;
-    if (children_left_ || !stop_hook_done_) return;
+    if (!shutting_down_ || finished_ || !stop_hook_done_) return;
+    if (has_children()) return;
     finish();
 }
 
@@ -376,8 +378,7 @@ void Init::close() {
 int Init::signal_descendants(int sig, const std::vector<pid_t>& skip_groups) {
     // No child (not even a zombie) means no descendant: every orphan of
     // hearth's tree is reparented to hearth itself.
-    siginfo_t info{};
-    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD) return 0;
+    if (!has_children()) return 0;
     // As init of a PID namespace every process is ours, and kill(-1) reaches
     // all of them atomically, including ones forking right now.
     if (::getpid() == 1 && skip_groups.empty()) return ::kill(-1, sig) == 0 ? 1 : 0;

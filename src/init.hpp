@@ -104,7 +104,6 @@ private:
     bool main_signalled_ = false;
     bool shutting_down_ = false;
     bool stop_hook_done_ = true;
-    bool children_left_ = true;
     bool finished_ = false;
     int exit_code_ = 0;
 };

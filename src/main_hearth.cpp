@@ -31,7 +31,6 @@ int run(uv_loop_t* loop, const hearth::Options& opts) {
         // than run half-blind: the container's restart policy takes over.
         log::error("cannot start", {{"error", err}});
         init.close();
-        uv_run(loop, UV_RUN_NOWAIT);
         return 1;
     }
     init.set_stop_hook([&daemon](std::function<void()> done) { daemon.stop_all(std::move(done)); });
@@ -55,7 +54,7 @@ int main(int argc, char** argv) {
     using namespace hearth;
     auto parsed = parse_options(argc, argv);
     if (auto* error = std::get_if<std::string>(&parsed)) {
-        std::fprintf(stderr, "hearth: %s\nTry 'hearth --help' for more information.\n",
+        std::fprintf(stderr, "hearth: %s (see hearth --help)\n",
                      error->c_str());
         return 2;
     }
@@ -82,9 +81,8 @@ int main(int argc, char** argv) {
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int exit_code = run(&loop, opts);
-    // Destroyed objects closed their handles; let libuv finish those closes.
-    uv_run(&loop, UV_RUN_NOWAIT);
-    uv_loop_close(&loop);
-    return exit_code;
+    // The loop is not run again after run(): handles that were still active
+    // (a probe's pipes, say) would call back into destroyed objects. Their
+    // memory goes with the process.
+    return run(&loop, opts);
 }

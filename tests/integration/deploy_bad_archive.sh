@@ -5,6 +5,7 @@
 # corrupt, a zip-slip entry (../evil, a/../../evil), an absolute path, a
 # symlink leaving the tree. No tree is published for them, the store's tmp/
 # is left empty, and a good deploy still works afterwards.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth
@@ -70,7 +71,7 @@ bad deps-slip "$FIX/deps-slip.pex" "$SAMPLE_SOURCE" deps "../evil-deps"
 found=$(find "$TEST_TMP" -name 'evil*' ! -name '*.pex')
 assert_eq "" "$found" "files written by unsafe entries"
 [ ! -e "$TEST_TMP/evil-abs" ] || fail "the absolute entry was written"
-[ ! -e /evil-target ] && [ ! -L /evil-target ] || fail "/evil-target exists"
+if [ -e /evil-target ] || [ -L /evil-target ]; then fail "/evil-target exists"; fi
 left=$(find "$HEARTH_STATE_DIR/tmp" -mindepth 1)
 assert_eq "" "$left" "leftovers in the store's tmp/"
 

@@ -4,6 +4,7 @@
 # `hearthctl deploy --wait` exits 1 and prints the reason, the exit code and
 # the stderr tail. A long min-uptime makes sure the crash is seen while the
 # revision is still loading.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth
@@ -53,6 +54,21 @@ assert_eq "exited SIGKILL null" \
     "$(jget "$DEPLOY_REV" "'%s %s %s' % (j['reason'], j.get('signal'), json.dumps(j.get('exit_code')))")" \
     "reason, signal and exit_code"
 assert_contains "$DEPLOY_ERR" "SIGKILL" "hearthctl stderr"
+
+# Invalid UTF-8 is replaced (U+FFFD) in logs and the tail, and a last line
+# without its newline still counts.
+make_app "$FIX/bytes.pex" main 'import sys
+sys.stdout.buffer.write(b"bad \xff\xfe bytes\ncaf\xc3\xa9 ok\n")
+sys.stdout.flush()
+sys.stderr.buffer.write(b"last \xff words")
+sys.stderr.flush()
+sys.exit(4)'
+deploy_failed bytes --deps "$SAMPLE_DEPS" --source "$FIX/bytes.pex" --min-uptime 10
+assert_eq '["last \ufffd words"]' "$(jget "$DEPLOY_REV" "json.dumps(j['stderr_tail'])")" "stderr_tail with invalid UTF-8"
+assert_eq 4 "$(jget "$DEPLOY_REV" "j['exit_code']")" "exit code"
+ctl_ok logs bytes
+assert_eq '["bad \ufffd\ufffd bytes", "caf\u00e9 ok", "last \ufffd words"]' \
+    "$(jget "$RUN_OUT" "json.dumps([l['text'] for l in j['lines']])")" "logs with invalid UTF-8"
 
 # The human-readable status shows the reason.
 run_ctl status crash

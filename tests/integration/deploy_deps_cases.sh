@@ -4,6 +4,7 @@
 # share a PEP 420 namespace package. As installed-wheel chroots and as raw
 # wheels (--raw-wheels), under the native runtime and under the pex runtime.
 # The entry module imports from all of them and prints what proves it worked.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth

@@ -4,6 +4,7 @@
 # under state/blobs for it (neither under the wrong digest nor under the
 # real one) and no temp file stays behind. A missing file is a fetch_error.
 # The right digest afterwards works.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth

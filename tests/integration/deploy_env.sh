@@ -5,6 +5,7 @@
 # it; it sees the deploy's --env K=V (which wins over PEX-INFO's inject_env),
 # TMPDIR set to its own writable scratch dir, PYTHONPYCACHEPREFIX, LANG=C.UTF-8.
 # Native and pex runtime alike.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 HEARTH_WRAP=(env PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=/bogus PYTHONHOME=/bogus-home

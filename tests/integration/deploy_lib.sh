@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the globals set here are read by the tests
 # Helpers for the deploy-slice integration tests (deploy_*.sh, protocol_*.sh).
 # They drive hearth only through hearthctl (--json, parsed with python3) and
 # the raw control socket. Source this instead of lib.sh:
@@ -11,7 +12,7 @@
 #   MKPEX       tests/fixtures/mkpex.py
 #   FIX         $TEST_TMP/fixtures, where the fixture helpers write
 
-# shellcheck source=tests/integration/lib.sh
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Store trees are read-only (0555 directories): only root can both run
@@ -31,6 +32,7 @@ mkdir -p "$FIX"
 # start_deploy_hearth [HEARTH ARGS...]: hearth as PID 1 of a new PID
 # namespace, offering only $PYTHON (probing every python on PATH can take
 # seconds when version-manager shims are there), listening on its socket.
+# shellcheck disable=SC2120 # the arguments are optional
 start_deploy_hearth() {
     start_hearth_pid1 --python "$PYTHON" "$@"
     wait_hearth_listening
@@ -139,9 +141,9 @@ deploy_failed() {
 
 # logs_text LOCATION [ID]: "STREAM TEXT" per line of the revision's history.
 logs_text() {
-    local -a id=()
-    [ -n "${2:-}" ] && id=(--id "$2")
-    ctl_ok logs "$1" "${id[@]}" --tail 10000
+    local -a idopt=()
+    [ -n "${2:-}" ] && idopt=(--id "$2")
+    ctl_ok logs "$1" "${idopt[@]}" --tail 10000
     jget "$RUN_OUT" "'\n'.join(l['stream'] + ' ' + l['text'] for l in j['lines'])"
 }
 
@@ -155,19 +157,46 @@ wait_log_line() { # LOCATION ID|"" "STREAM TEXT" [TIMEOUT_S]
     wait_until "${4:-20}" "log line '$3' of $1 ${2:-}" logs_have "$1" "$2" "$3"
 }
 
+# log_count LOCATION ID|"" FIXED-STRING: how many log lines contain it.
+log_count() {
+    local text
+    text=$(logs_text "$1" "$2") || return 1
+    grep -cF -- "$3" <<<"$text" || true
+}
+
+# Whether more than N log lines contain FIXED-STRING (for wait_until).
+log_count_above() { # LOCATION ID|"" FIXED-STRING N
+    [ "$(log_count "$1" "$2" "$3")" -gt "$4" ]
+}
+
+# Whether `status LOCATION` succeeds, i.e. hearth knows the location.
+location_known() {
+    run_ctl --json status "$1"
+    [ "$RUN_RC" = 0 ]
+}
+
+# Whether FILE has at least N lines.
+file_lines_ge() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
+
 # ------------------------------------------------------------------ pids
 
-# host_pid NSPID: the pid, as seen from here, of the process that is NSPID in
-# hearth's PID namespace (status reports pids as hearth sees them). Empty if
-# there is none.
+# host_pid NSPID: the pid, as seen from here, of hearth's child that is
+# NSPID in hearth's PID namespace (status reports pids as hearth sees them;
+# revision processes are hearth's children). Empty if there is none.
 host_pid() {
-    local p nspid
-    for p in $(pidns_members "$HEARTH_PID"); do
-        nspid=$(proc_status_field "$p" NSpid 2>/dev/null) || continue
-        if [ "${nspid##*[[:space:]]}" = "$1" ]; then
-            echo "$p"
-            return 0
-        fi
+    local p line
+    for p in $(proc_children "$HEARTH_PID"); do
+        while read -r line; do
+            case $line in
+            NSpid:*)
+                if [ "${line##*[[:space:]]}" = "$1" ]; then
+                    echo "$p"
+                    return 0
+                fi
+                break
+                ;;
+            esac
+        done 2>/dev/null <"/proc/$p/status" || true
     done
     return 0
 }
@@ -182,6 +211,7 @@ environ_has() { tr '\0' '\n' <"/proc/$1/environ" | grep -qxF -- "$2"; }
 
 # make_sample [--raw-wheels]: the demo's deps.pex and source.pex in
 # $FIX/sample (sets SAMPLE_DEPS, SAMPLE_SOURCE).
+# shellcheck disable=SC2120 # the argument is optional
 make_sample() {
     "$PYTHON" "$MKPEX" sample "$FIX/sample" "$@" || fail "mkpex sample failed"
     SAMPLE_DEPS=$FIX/sample/deps.pex
@@ -207,7 +237,8 @@ make_source() {
 # app/MODULE.py (plus app/__init__.py), entry point app.MODULE.
 make_app() {
     local out=$1 mod=$2 src=$3
-    local dir=$FIX/code-$(basename "$out" .pex)
+    local dir
+    dir=$FIX/code-$(basename "$out" .pex)
     rm -rf "$dir"
     write_file "$dir/app/__init__.py" ""
     write_file "$dir/app/$mod.py" "$src"
@@ -331,3 +362,25 @@ line_no() {
     n=$(grep -nxF -- "$2" <<<"$1" | head -n 1 | cut -d: -f1)
     echo "${n:-0}"
 }
+
+# wait_bg PID [TIMEOUT_S]: waits (bounded) for a background child of this
+# shell started with start_bg to exit; sets BG_RC to its exit status.
+wait_bg() {
+    wait_until "${2:-10}" "background process $1 to exit" proc_gone "$1"
+    BG_RC=0
+    wait "$1" || BG_RC=$?
+}
+
+# pids_running_cmd FIXED-STRING: host pids of hearth's descendants (its
+# namespace) whose command line contains FIXED-STRING, zombies excluded.
+pids_running_cmd() {
+    local p
+    for p in $(proc_descendants "$HEARTH_PID"); do
+        proc_running "$p" || continue
+        case "$(cmdline_of "$p")" in *"$1"*) echo "$p" ;; esac
+    done
+    return 0
+}
+
+process_with_cmd() { [ -n "$(pids_running_cmd "$1")" ]; }
+no_process_with_cmd() { [ -z "$(pids_running_cmd "$1")" ]; }

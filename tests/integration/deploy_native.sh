@@ -5,6 +5,7 @@
 # hold the sample app's stdout and stderr lines; hearth's own stdout carries
 # them with a "[location] " prefix. An entry override (--module/--arg) runs
 # that module with exactly those arguments.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth
@@ -62,10 +63,10 @@ assert_eq "1 analytics-1 0" "$(jget "$RUN_OUT" "'%d %s %d' % (len(j['lines']), j
 # hearth's stdout: the same lines, prefixed with the location.
 wait_until 10 "prefixed lines on hearth's stdout" \
     file_has_line "$HEARTH_STDOUT" "[analytics] sample app started: hello, hearth argv=[]"
-file_has_line "$HEARTH_STDOUT" "[analytics] sample app stderr: pid $nspid" ||
-    fail "hearth's stdout lacks the app's stderr line: $(head -c 2000 "$HEARTH_STDOUT")"
-file_has_line "$HEARTH_STDOUT" "[analytics] [0001] hello, hearth" ||
-    fail "hearth's stdout lacks '[analytics] [0001] hello, hearth'"
+wait_until 10 "the app's stderr line, prefixed, on hearth's stdout" \
+    file_has_line "$HEARTH_STDOUT" "[analytics] sample app stderr: pid $nspid"
+wait_until 10 "'[analytics] [0001] hello, hearth' on hearth's stdout" \
+    file_has_line "$HEARTH_STDOUT" "[analytics] [0001] hello, hearth"
 
 # Entry override: another module of the same trees, exactly these arguments
 # (one starting with a dash), PEX-INFO's entry point not used.

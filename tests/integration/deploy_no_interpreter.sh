@@ -3,6 +3,7 @@
 # in the deps pex): failed with reason no_interpreter and a message naming
 # the constraint and listing the interpreters found. A constraint that the
 # offered python meets deploys fine.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth

@@ -4,6 +4,7 @@
 # dir (launch.hpp); the pex's own __main__.py then runs the entry point.
 # Status shows the state, the pid, the python and that command; the logs hold
 # the sample app's stdout and stderr; hearth's stdout has them prefixed.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth
@@ -46,8 +47,8 @@ assert_contains "$logs" "stdout sample app started: hello, hearth argv=[]" "logs
 assert_contains "$logs" "stderr sample app stderr: pid $nspid" "logs"
 wait_until 10 "prefixed lines on hearth's stdout" \
     file_has_line "$HEARTH_STDOUT" "[analytics] sample app started: hello, hearth argv=[]"
-file_has_line "$HEARTH_STDOUT" "[analytics] sample app stderr: pid $nspid" ||
-    fail "hearth's stdout lacks the app's stderr line"
+wait_until 10 "the app's stderr line, prefixed, on hearth's stdout" \
+    file_has_line "$HEARTH_STDOUT" "[analytics] sample app stderr: pid $nspid"
 
 # With --module the pex runtime runs that module (PEX_MODULE) with the args.
 deploy_ready other --deps "$SAMPLE_DEPS" --source "$SAMPLE_SOURCE" --runtime pex \

@@ -4,6 +4,7 @@
 # under <state>/pycache (PYTHONPYCACHEPREFIX), none in the trees, and the
 # published blobs and trees still have no write bits. A second revision of
 # the same trees reuses those .pyc files instead of writing new ones.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 # Even when hearth itself runs with PYTHONDONTWRITEBYTECODE=1.

@@ -4,6 +4,7 @@
 # revision starts beside the old one, the old one keeps running and stays
 # active until the new one is ready, and only then is it stopped; `active`
 # switches. Checked in status, in /proc and in the order of the events.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth
@@ -22,8 +23,10 @@ wait_log_line analytics analytics-1 "stdout blue started: hello, blue"
 start_event_recorder "$TEST_TMP/events.jsonl" analytics
 
 # The new revision needs 3 s of uptime: a window to look at both.
-ctl_ok deploy analytics --deps "$SAMPLE_DEPS" --source "$FIX/b.pex" --min-uptime 3
-assert_eq analytics-2 "$(jget "$RUN_OUT" "j['id']")" "redeploy id"
+# Without --wait and --json, hearthctl prints the new revision id.
+run_ctl deploy analytics --deps "$SAMPLE_DEPS" --source "$FIX/b.pex" --min-uptime 3
+assert_eq 0 "$RUN_RC" "hearthctl deploy exit code ($RUN_ERR)"
+assert_eq analytics-2 "$RUN_OUT" "hearthctl deploy output"
 wait_rev_state analytics analytics-2 loading
 status_of analytics
 # The new one loads (if it is already 'ready', the machine was too slow for
@@ -35,12 +38,12 @@ assert_eq ready "$(jget "$STATUS" "[r for r in j['locations'][0]['revisions'] if
     "analytics-1 state while the new revision loads"
 proc_running "$pid1" || fail "analytics-1's process is gone before analytics-2 is ready"
 pid2=$(host_pid "$(jget "$STATUS" "[r for r in j['locations'][0]['revisions'] if r['id'] == 'analytics-2'][0]['pid']")")
-[ -n "$pid2" ] && proc_running "$pid2" || fail "analytics-2's process is not running"
+if [ -z "$pid2" ] || ! proc_running "$pid2"; then fail "analytics-2's process is not running"; fi
 # Both really run side by side: each keeps writing.
 wait_log_line analytics analytics-2 "stdout green tick 2"
-n1=$(logs_text analytics analytics-1 | grep -c "blue tick")
+n1=$(log_count analytics analytics-1 "blue tick")
 wait_until 5 "analytics-1 to keep ticking while analytics-2 loads" \
-    eval '[ "$(logs_text analytics analytics-1 | grep -c "blue tick")" -gt "$n1" ]'
+    log_count_above analytics analytics-1 "blue tick" "$n1"
 assert_eq loading "$(rev_get analytics analytics-2 "r['state']")" \
     "analytics-2 state after both ticked (3 s window too short for this machine?)"
 assert_eq analytics-1 "$(active_of analytics)" "active after both ticked"
@@ -58,14 +61,20 @@ assert_eq analytics-2 "$(active_of analytics)" "active after the switch"
 assert_contains "$(rev_get analytics analytics-1 "r.get('message', '')")" "analytics-2" "analytics-1's stop message"
 assert_eq "null" "$(rev_get analytics analytics-1 "r.get('pid')")" "pid of the stopped analytics-1"
 
+# The table: the active revision starred, its cache column deps/source.
+run_ctl status analytics
+assert_match "$RUN_OUT" $'\n''analytics +analytics-2\* +ready +[0-9]+ +[0-9a-z]+ +native +hit/miss +-'$'\n' "status table"
+assert_match "$RUN_OUT" $'\n''analytics +analytics-1 +stopped +- +- +native +miss/miss +-$' "status table"
+
 # Order: analytics-1 stopped only after analytics-2 was ready.
 wait_until 10 "the stop events of analytics-1" grep -q '"state": "stopped"' "$TEST_TMP/events.jsonl"
 events=$(event_lines "$TEST_TMP/events.jsonl")
 ready2=$(line_no "$events" "analytics-2 loading->ready")
 stopping1=$(line_no "$events" "analytics-1 ready->stopping")
 stopped1=$(line_no "$events" "analytics-1 stopping->stopped")
-[ "$ready2" -gt 0 ] && [ "$stopping1" -gt "$ready2" ] && [ "$stopped1" -gt "$stopping1" ] ||
+if [ "$ready2" -eq 0 ] || [ "$stopping1" -le "$ready2" ] || [ "$stopped1" -le "$stopping1" ]; then
     fail "expected analytics-2 ready, then analytics-1 stopping, then stopped; events: $events"
+fi
 assert_eq 0 "$(line_no "$events" "analytics-1 ready->failed")" "analytics-1 must not fail"
 
 # The old revision's logs stay readable by id.

@@ -3,6 +3,7 @@
 # crashes, new deps with a wrong digest, new source no interpreter can run.
 # After each, the old revision is still ready, still active, with the same
 # process. A good redeploy afterwards still switches over.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth
@@ -46,9 +47,8 @@ assert_eq no_interpreter "$(jget "$DEPLOY_REV" "j['reason']")" "reason"
 old_serves "a redeploy without a suitable interpreter"
 
 # The old revision kept running all along: its output still grows.
-n=$(logs_text analytics analytics-1 | grep -c "good tick")
-wait_until 5 "analytics-1 to keep ticking" \
-    eval '[ "$(logs_text analytics analytics-1 | grep -c "good tick")" -gt "$n" ]'
+n=$(log_count analytics analytics-1 "good tick")
+wait_until 5 "analytics-1 to keep ticking" log_count_above analytics analytics-1 "good tick" "$n"
 
 # Status lists them newest first: 4 (failed), 3, 2, 1 (ready).
 status_of analytics

@@ -5,6 +5,7 @@
 # during loading makes `deploy --wait` fail. remove stops everything and
 # forgets the location: status/logs/stop of it are then unknown-location
 # errors (hearthctl exit 1, code -32001).
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth --grace 1
@@ -29,6 +30,8 @@ assert_eq "stopped null" "$(jget "$r" "'%s %s' % (j['state'], json.dumps(j.get('
 assert_eq SIGTERM "$(jget "$r" "j.get('signal')")" "signal that ended analytics-1"
 assert_contains "$(jget "$r" "j.get('message', '')")" "request" "stop message"
 assert_eq null "$(active_of analytics)" "active after stop"
+# Its scratch dir (TMPDIR) goes away with it.
+wait_until 10 "analytics-1's scratch dir to be removed" test ! -e "$HEARTH_STATE_DIR/scratch/analytics-1"
 run_ctl stop analytics
 assert_eq 0 "$RUN_RC" "second stop exit code"
 assert_eq "nothing was running" "$RUN_OUT" "second stop output"
@@ -62,12 +65,11 @@ assert_eq "stopped SIGKILL" "$(rev_get stubborn stubborn-1 "r['state'] + ' ' + r
 start_bg timeout 60 "$HEARTHCTL" --socket "$HEARTH_SOCKET" deploy slow --deps "$SAMPLE_DEPS" \
     --source "$FIX/ticker.pex" --min-uptime 30 --wait >"$TEST_TMP/slow.out" 2>"$TEST_TMP/slow.err"
 waiter=$BG_PID
-wait_until 20 "slow-1 to exist" eval 'run_ctl --json status slow; [ "$RUN_RC" = 0 ]'
+wait_until 20 "location slow to exist" location_known slow
 wait_rev_state slow slow-1 loading
 ctl_ok stop slow
-rc=0
-wait "$waiter" || rc=$?
-assert_eq 1 "$rc" "deploy --wait exit code when the revision is stopped before ready"
+wait_bg "$waiter"
+assert_eq 1 "$BG_RC" "deploy --wait exit code when the revision is stopped before ready"
 assert_contains "$(cat "$TEST_TMP/slow.err")" "slow-1" "deploy --wait stderr"
 
 # ---- remove

@@ -37,7 +37,8 @@ wait_hearth_exit 20
 assert_eq 137 "$HEARTH_RC" "exit code of a main command KILLed after the grace period"
 
 # 3. Main command exits while an orphan of its own lingers.
-start_hearth_subreaper --grace 1 -- /bin/sh -c '(trap "" TERM; exec sleep 600) & exit 0'
+# (TERM is ignored before the fork, so the orphan can never die of an early TERM.)
+start_hearth_subreaper --grace 1 -- /bin/sh -c 'trap "" TERM; sleep 600 & exit 0'
 wait_hearth_exit 20
 assert_eq 0 "$HEARTH_RC" "exit code after an orphan was KILLed"
 

@@ -5,6 +5,7 @@
 # the JSON-RPC error code of hearth-protocol(7) with a message naming the
 # problem, the SAME connection then still answers a ping, a notification gets
 # no reply, a second connection is unaffected, and hearth keeps running.
+# shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
 start_deploy_hearth

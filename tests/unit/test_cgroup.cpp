@@ -371,6 +371,21 @@ TEST_CASE("v2 fake: bad input, missing controllers, explicit parent, real root, 
         REQUIRE(cg);
         CHECK(cg->directories() == std::vector<std::string>{t.path("sys/fs/cgroup/custom/parent/envs/x-1")});
     }
+    SECTION("an explicit parent elsewhere: cgroups above its deepest existing directory are left alone") {
+        fake_v2_root(t, "cpu memory pids");
+        t.put("cgroup", "0::/a/b\n");
+        t.put("sys/fs/cgroup/a/b/cgroup.procs", "1\n");
+        t.put("sys/fs/cgroup/x/cgroup.controllers", "cpu memory pids\n");
+        Config c = fake_config(t);
+        c.parent = "/x/y";
+        auto driver = open(c);
+        INFO(driver->describe().dump());
+        CHECK(t.get("sys/fs/cgroup/cgroup.subtree_control") == "\n"); // not written
+        CHECK(t.get("sys/fs/cgroup/x/cgroup.subtree_control") == "+cpu +memory +pids");
+        CHECK(t.get("sys/fs/cgroup/x/y/envs/cgroup.subtree_control") == "+cpu +memory +pids");
+        CHECK_FALSE(fs::exists(t.path("sys/fs/cgroup/a/b/hearth")));
+        CHECK(driver->enforcement().enforced);
+    }
     SECTION("the real root cgroup is exempt: no move") {
         fake_v2_root(t, "cpu memory pids", false);
         auto driver = open(fake_config(t));
@@ -732,7 +747,9 @@ void escapee_scenario(const Driver& driver, const std::string& expected_method) 
     child.release();
     pid_t escapee = -1;
     REQUIRE(child.read_report(escapee));
-    CHECK(::getsid(escapee) == escapee);
+    // Its own session (the setsid()ed middle process's), not the child's.
+    CHECK(::getsid(escapee) != ::getsid(child.pid));
+    CHECK(::getsid(escapee) != ::getsid(0));
     for (const auto& procs : cg->procs_paths()) {
         INFO(procs);
         auto pids = detail::read_pids(procs);
