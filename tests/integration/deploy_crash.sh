@@ -3,7 +3,8 @@
 # (or the signal that killed it) and its last stderr lines in stderr_tail;
 # `hearthctl deploy --wait` exits 1 and prints the reason, the exit code and
 # the stderr tail. A long min-uptime makes sure the crash is seen while the
-# revision is still loading.
+# revision is still loading; a crash after ready fails the revision too and
+# clears `active`. Invalid UTF-8 output is replaced by U+FFFD.
 # shellcheck source=deploy_lib.sh
 . "$(dirname "$0")/deploy_lib.sh"
 
@@ -14,6 +15,10 @@ print("starting up", flush=True)
 print("crash-marker one", file=sys.stderr, flush=True)
 print("crash-marker two", file=sys.stderr, flush=True)
 mode = os.environ.get("CRASH", "raise")
+if mode == "late":
+    import time
+    time.sleep(1.5)
+    sys.exit(9)
 if mode == "exit":
     sys.exit(3)
 if mode == "signal":
@@ -54,6 +59,14 @@ assert_eq "exited SIGKILL null" \
     "$(jget "$DEPLOY_REV" "'%s %s %s' % (j['reason'], j.get('signal'), json.dumps(j.get('exit_code')))")" \
     "reason, signal and exit_code"
 assert_contains "$DEPLOY_ERR" "SIGKILL" "hearthctl stderr"
+
+# A crash after the revision became ready is seen at once too: it fails
+# (reason exited) and is no longer active.
+deploy_ready late --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --env CRASH=late --min-uptime 0.2
+assert_eq late-1 "$(active_of late)" "active before the late crash"
+wait_rev_state late late-1 failed 10
+assert_eq "exited 9" "$(rev_get late late-1 "'%s %s' % (r['reason'], r['exit_code'])")" "late crash"
+assert_eq null "$(active_of late)" "active after the late crash"
 
 # Invalid UTF-8 is replaced (U+FFFD) in logs and the tail, and a last line
 # without its newline still counts.

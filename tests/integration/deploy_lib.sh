@@ -38,6 +38,15 @@ start_deploy_hearth() {
     wait_hearth_listening
 }
 
+# finish_deploy_hearth: ends the test's hearth through `hearthctl shutdown`
+# and checks that it exits 0 (also keeps bash from reporting a killed job).
+finish_deploy_hearth() {
+    run_ctl shutdown
+    assert_eq 0 "$RUN_RC" "hearthctl shutdown exit code ($RUN_ERR)"
+    wait_hearth_exit 30
+    assert_eq 0 "$HEARTH_RC" "hearth's exit code after shutdown"
+}
+
 # ------------------------------------------------------------------ JSON
 
 # jget JSON EXPR: evaluates the python expression EXPR with `j` bound to the
@@ -207,6 +216,28 @@ cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
 # environ_has HOSTPID K=V: whether the process's environment has exactly K=V.
 environ_has() { tr '\0' '\n' <"/proc/$1/environ" | grep -qxF -- "$2"; }
 
+# wait_bg PID [TIMEOUT_S]: waits (bounded) for a background child of this
+# shell started with start_bg to exit; sets BG_RC to its exit status.
+wait_bg() {
+    wait_until "${2:-10}" "background process $1 to exit" proc_gone "$1"
+    BG_RC=0
+    wait "$1" || BG_RC=$?
+}
+
+# pids_running_cmd FIXED-STRING: host pids of hearth's descendants (its
+# namespace) whose command line contains FIXED-STRING, zombies excluded.
+pids_running_cmd() {
+    local p
+    for p in $(proc_descendants "$HEARTH_PID"); do
+        proc_running "$p" || continue
+        case "$(cmdline_of "$p")" in *"$1"*) echo "$p" ;; esac
+    done
+    return 0
+}
+
+process_with_cmd() { [ -n "$(pids_running_cmd "$1")" ]; }
+no_process_with_cmd() { [ -z "$(pids_running_cmd "$1")" ]; }
+
 # ------------------------------------------------------------------ fixtures
 
 # make_sample [--raw-wheels]: the demo's deps.pex and source.pex in
@@ -302,15 +333,6 @@ PY
 # sha256_of FILE
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-# finish_deploy_hearth: ends the test's hearth through `hearthctl shutdown`
-# and checks that it exits 0 (also keeps bash from reporting a killed job).
-finish_deploy_hearth() {
-    run_ctl shutdown
-    assert_eq 0 "$RUN_RC" "hearthctl shutdown exit code ($RUN_ERR)"
-    wait_hearth_exit 30
-    assert_eq 0 "$HEARTH_RC" "hearth's exit code after shutdown"
-}
-
 # --------------------------------------------------------------- events
 
 _EVENT_RECORDER='
@@ -362,25 +384,3 @@ line_no() {
     n=$(grep -nxF -- "$2" <<<"$1" | head -n 1 | cut -d: -f1)
     echo "${n:-0}"
 }
-
-# wait_bg PID [TIMEOUT_S]: waits (bounded) for a background child of this
-# shell started with start_bg to exit; sets BG_RC to its exit status.
-wait_bg() {
-    wait_until "${2:-10}" "background process $1 to exit" proc_gone "$1"
-    BG_RC=0
-    wait "$1" || BG_RC=$?
-}
-
-# pids_running_cmd FIXED-STRING: host pids of hearth's descendants (its
-# namespace) whose command line contains FIXED-STRING, zombies excluded.
-pids_running_cmd() {
-    local p
-    for p in $(proc_descendants "$HEARTH_PID"); do
-        proc_running "$p" || continue
-        case "$(cmdline_of "$p")" in *"$1"*) echo "$p" ;; esac
-    done
-    return 0
-}
-
-process_with_cmd() { [ -n "$(pids_running_cmd "$1")" ]; }
-no_process_with_cmd() { [ -z "$(pids_running_cmd "$1")" ]; }
