@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -331,7 +332,9 @@ Revision& Daemon::create_revision(DeploySpec spec) {
     auto [it, inserted] = locations_.try_emplace(spec.location);
     Location& loc = it->second;
     if (inserted) loc.name = spec.location;
-    int number = loc.next_number++;
+    // Numbers survive `remove`, so a later deploy never reuses an id (and
+    // never appends to an old revision's log file).
+    int number = ++next_numbers_[spec.location];
     std::string name = spec.location; // copied first: `spec` is moved below
     auto rev = std::make_unique<Revision>(loop_, std::move(name), number, std::move(spec));
     Revision& ref = *rev;
@@ -344,6 +347,9 @@ Revision& Daemon::create_revision(DeploySpec spec) {
 
 void Daemon::fail(Revision& rev, const char* reason, std::string message) {
     rev.reason = reason;
+    // Library messages (libarchive's) may end in a newline.
+    while (!message.empty() && std::isspace(static_cast<unsigned char>(message.back())))
+        message.pop_back();
     rev.message = std::move(message);
     log::warn("revision failed", {{"location", rev.location}, {"id", rev.id},
                                   {"reason", rev.reason}, {"message", rev.message}});
@@ -590,6 +596,10 @@ void Daemon::on_process_exit(const std::string& id, int wait_status) {
     rev->process_running = false;
     rev->wait_status = wait_status;
     rev->timer.stop();
+    // A revision is its process group: what its main process left behind
+    // (children that ignore TERM, a crashed server's workers) goes with it.
+    // The group id cannot be reused while any member is alive.
+    ::kill(-rev->pid, SIGKILL);
     // The last words of a crashing process are still in the pipe.
     if (rev->output) rev->output->drain_now();
     log::info("revision process " + describe_wait_status(wait_status),
@@ -758,55 +768,49 @@ void Daemon::probe_next(std::size_t index) {
 
 // ---- store -------------------------------------------------------------------
 
-void Daemon::store_blob(const ArtifactSpec& artifact, StoreDone done) {
-    std::string key = "blob:" + artifact.sha256;
+namespace {
+bool is_no_space(const StoreResult& r) {
+    return r.status == StoreStatus::io_error &&
+           r.error.find(std::strerror(ENOSPC)) != std::string::npos;
+}
+} // namespace
+
+void Daemon::shared_store_job(const std::string& key, std::function<StoreResult()> work,
+                              const char* failure_reason, StoreDone done) {
     auto& waiters = inflight_[key];
     waiters.push_back(std::move(done));
     if (waiters.size() > 1) return; // the running job answers everyone
-    std::string src = artifact.path, hex = artifact.sha256;
     run_blocking<StoreResult>(
-        loop_, [this, src, hex] { return store_.import_file(src, hex); },
-        [this, key](std::optional<StoreResult> r, std::string error) {
+        loop_, std::move(work),
+        [this, key, failure_reason](std::optional<StoreResult> r, std::string error) {
             auto node = inflight_.extract(key);
             ArtifactStatus st;
-            bool ok = r && r->ok();
-            std::string why = reason::fetch_error;
-            std::string message = r ? r->error : error;
+            std::string why = failure_reason;
             if (r) {
                 st.cache_hit = r->hit;
                 st.bytes = r->bytes;
+                st.tree = r->path;
                 if (r->status == StoreStatus::digest_mismatch) why = reason::digest_mismatch;
-                else if (r->status == StoreStatus::io_error &&
-                         r->error.find(std::strerror(ENOSPC)) != std::string::npos)
-                    why = reason::no_space;
+                else if (is_no_space(*r)) why = reason::no_space;
             }
+            bool ok = r && r->ok();
+            std::string message = r ? r->error : error;
             for (auto& cb : node.mapped()) cb(ok, why, message, st);
         });
 }
 
+void Daemon::store_blob(const ArtifactSpec& artifact, StoreDone done) {
+    std::string src = artifact.path, hex = artifact.sha256;
+    shared_store_job(
+        "blob:" + hex, [this, src, hex] { return store_.import_file(src, hex); },
+        reason::fetch_error, std::move(done));
+}
+
 void Daemon::store_tree(const std::string& hex, StoreDone done) {
-    std::string key = "tree:" + hex;
-    auto& waiters = inflight_[key];
-    waiters.push_back(std::move(done));
-    if (waiters.size() > 1) return;
     unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-    run_blocking<StoreResult>(
-        loop_, [this, hex, threads] { return store_.ensure_tree(hex, ExtractLimits{}, threads); },
-        [this, key](std::optional<StoreResult> r, std::string error) {
-            auto node = inflight_.extract(key);
-            ArtifactStatus st;
-            bool ok = r && r->ok();
-            std::string why = reason::bad_archive;
-            std::string message = r ? r->error : error;
-            if (r) {
-                st.cache_hit = r->hit;
-                st.tree = r->path;
-                if (r->status == StoreStatus::io_error &&
-                    r->error.find(std::strerror(ENOSPC)) != std::string::npos)
-                    why = reason::no_space;
-            }
-            for (auto& cb : node.mapped()) cb(ok, why, message, st);
-        });
+    shared_store_job(
+        "tree:" + hex, [this, hex, threads] { return store_.ensure_tree(hex, ExtractLimits{}, threads); },
+        reason::bad_archive, std::move(done));
 }
 
 } // namespace hearth

@@ -87,6 +87,8 @@ private:
                                          ArtifactStatus status)>;
     void store_blob(const ArtifactSpec& artifact, StoreDone done);
     void store_tree(const std::string& sha256, StoreDone done);
+    void shared_store_job(const std::string& key, std::function<StoreResult()> work,
+                          const char* failure_reason, StoreDone done);
 
     void emit_event(const Revision& rev, std::optional<State> previous); // nullopt: just created
     void on_output_line(const std::string& revision_id, const LogLine& line);
@@ -101,6 +103,7 @@ private:
     std::chrono::steady_clock::time_point started_at_;
 
     std::map<std::string, Location> locations_;
+    std::map<std::string, int> next_numbers_; // last revision number per location name
     std::vector<Subscriber> subscribers_;
     std::vector<Follower> followers_;
 

@@ -115,7 +115,6 @@ struct Revision {
 
 struct Location {
     std::string name;
-    int next_number = 1;
     std::string active; // id of the serving revision, "" if none
     std::deque<std::unique_ptr<Revision>> revisions; // newest first
 
