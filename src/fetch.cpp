@@ -407,8 +407,7 @@ void Fetcher::Impl::on_stall(FetchTransfer* t) noexcept {
         return;
     }
     detach(*t);
-    // complete_attempt() with a code curl would use for its own timeouts, and
-    // our own text (errbuf is from curl).
+    // Reported like curl's own timeouts (retryable, kind timeout), with our text.
     std::snprintf(t->errbuf, sizeof t->errbuf, "no data received for %llu ms",
                   static_cast<unsigned long long>(idle));
     complete_attempt(t, CURLE_OPERATION_TIMEDOUT);
