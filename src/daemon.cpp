@@ -373,10 +373,8 @@ void Daemon::fetch(const std::string& id) {
             (is_deps ? r->deps : r->source) = st;
             if (!ok && !*failed) {
                 *failed = true;
-                fail(*r, reason == reason::digest_mismatch ? reason::digest_mismatch
-                         : reason == reason::no_space      ? reason::no_space
-                                                           : reason::fetch_error,
-                     (is_deps ? "deps: " : "source: ") + message);
+                // shared_store_job already classified the failure.
+                fail(*r, reason.c_str(), (is_deps ? "deps: " : "source: ") + message);
                 return;
             }
             if (--*remaining == 0 && !*failed) extract(id);
