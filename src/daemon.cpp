@@ -7,6 +7,7 @@
 #include "oneshot.hpp"
 #include "rpc.hpp"
 #include "spawn.hpp"
+#include "units.hpp"
 #include "uv_util.hpp"
 #include "version.hpp"
 
@@ -93,8 +94,26 @@ struct Daemon::InspectResult {
     PexInfo deps_info;
 };
 
+namespace {
+DeployPolicy policy_from(const Options& o) {
+    DeployPolicy p;
+    p.default_limits.memory_max = o.default_memory;
+    p.default_limits.cpu_quota = o.default_cpus;
+    p.default_limits.pids_max = o.default_pids;
+    p.max_limits.memory_max = o.max_memory;
+    p.max_limits.cpu_quota = o.max_cpus;
+    p.max_limits.pids_max = o.max_pids;
+    p.default_stop.signal = SIGTERM;
+    p.default_stop.grace_s = o.grace_s;
+    p.default_user = o.user;
+    p.default_group = o.group;
+    return p;
+}
+} // namespace
+
 Daemon::Daemon(uv_loop_t* loop, const Options& options, Init& init)
-    : loop_(loop), options_(options), init_(init), store_(options.state_dir), server_(loop),
+    : loop_(loop), options_(options), init_(init), store_(options.state_dir),
+      policy_(policy_from(options)), isolation_(loop, options), server_(loop),
       started_at_(std::chrono::steady_clock::now()), probe_timer_(loop) {}
 
 Daemon::~Daemon() = default;
@@ -110,6 +129,14 @@ std::string Daemon::start() {
     // Scratch directories of revisions from an earlier run are garbage.
     remove_all(options_.state_dir + "/scratch");
     make_dirs(options_.state_dir + "/scratch");
+
+    isolation_.start();
+    isolation_.on_oom = [this](const std::string& name, const cgroup::OomChange& change) {
+        on_oom_kill(name, change);
+    };
+    isolation_.on_watchdog = [this](const std::string& name, std::uint64_t rss, std::uint64_t limit) {
+        on_watchdog_kill(name, rss, limit);
+    };
 
     forwarder_ = std::make_unique<StdoutForwarder>(STDOUT_FILENO);
     register_methods();
@@ -133,7 +160,7 @@ json Daemon::hearth_info() const {
             {"uptime_s", uptime},
             {"state_dir", options_.state_dir},
             {"run_dir", options_.run_dir},
-            {"cgroup_driver", "none"},
+            {"cgroup_driver", isolation_.driver_name()},
             {"shutting_down", init_.shutting_down()}};
 }
 
@@ -157,7 +184,15 @@ void Daemon::register_methods() {
 
     server_.add_method("deploy", [this](const json& params, Reply reply, const ConnPtr&) {
         if (init_.shutting_down()) throw rpc::shutting_down_error();
-        DeploySpec spec = parse_deploy_params(params);
+        DeploySpec spec = parse_deploy_params(params, policy_);
+        if (!spec.user.empty() || !spec.group.empty()) {
+            Identity who = resolve_identity(spec.user, spec.group);
+            if (!who.error.empty())
+                throw rpc::invalid_params_at(spec.user.empty() || who.error.find("user") == std::string::npos
+                                                 ? "params.group"
+                                                 : "params.user",
+                                             who.error);
+        }
         Revision& rev = create_revision(std::move(spec));
         reply.result({{"location", rev.location}, {"id", rev.id}});
         fetch(rev.id);
@@ -209,13 +244,17 @@ void Daemon::register_methods() {
     });
 
     server_.add_method("status", [this](const json& params, Reply reply, const ConnPtr&) {
+        for (auto& [name, loc] : locations_)
+            for (auto& rev : loc.revisions) refresh_usage(*rev);
         json locs = json::array();
         if (auto name = rpc::optional_string(params, "location")) {
             locs.push_back(require_location(*name).to_json());
         } else {
             for (const auto& entry : locations_) locs.push_back(entry.second.to_json());
         }
-        reply.result({{"hearth", hearth_info()}, {"locations", std::move(locs)}});
+        json info = hearth_info();
+        info["cgroup"] = isolation_.describe();
+        reply.result({{"hearth", std::move(info)}, {"locations", std::move(locs)}});
     });
 
     server_.add_method("logs", [this](const json& params, Reply reply, const ConnPtr& conn) {
@@ -346,6 +385,7 @@ Revision& Daemon::create_revision(DeploySpec spec) {
 }
 
 void Daemon::fail(Revision& rev, const char* reason, std::string message) {
+    if (rev.ending || is_final(rev.state)) return;
     rev.reason = reason;
     // Library messages (libarchive's) may end in a newline.
     while (!message.empty() && std::isspace(static_cast<unsigned char>(message.back())))
@@ -353,10 +393,37 @@ void Daemon::fail(Revision& rev, const char* reason, std::string message) {
     rev.message = std::move(message);
     log::warn("revision failed", {{"location", rev.location}, {"id", rev.id},
                                   {"reason", rev.reason}, {"message", rev.message}});
+    end_revision(rev, State::failed);
+}
+
+void Daemon::end_revision(Revision& rev, State final_state) {
+    if (rev.ending) return;
+    rev.timer.stop();
+    rev.next_attempt_at.reset();
     Location& loc = location_of(rev);
     if (loc.active == rev.id) loc.active.clear();
-    set_state(rev, State::failed);
-    finish_revision(rev);
+    isolation_.unwatch(rev.id);
+    if (!rev.cgroup) {
+        set_state(rev, final_state);
+        finish_revision(rev);
+        return;
+    }
+    // The final state is announced once the cgroup is gone, so whoever sees
+    // `stopped` or `failed` also sees nothing of the revision left running.
+    rev.ending = true;
+    refresh_usage(rev);
+    std::string id = rev.id;
+    isolation_.remove(std::move(rev.cgroup), [this, id, final_state](cgroup::Removal removal) {
+        Revision* r = find_revision(id);
+        if (!r) return;
+        r->ending = false;
+        if (removal.usage.memory_peak) r->usage.memory_peak = removal.usage.memory_peak;
+        if (removal.usage.cpu_usage_usec) r->usage.cpu_usage_usec = removal.usage.cpu_usage_usec;
+        r->usage.memory_current.reset();
+        r->usage.pids_current.reset();
+        set_state(*r, final_state);
+        finish_revision(*r);
+    });
 }
 
 void Daemon::fetch(const std::string& id) {
@@ -499,11 +566,28 @@ void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspec
     Revision* rev = find_revision(id);
     if (!rev || rev->state != State::starting) return;
 
+    Identity who;
+    if (!rev->spec.user.empty() || !rev->spec.group.empty()) {
+        who = resolve_identity(rev->spec.user, rev->spec.group);
+        if (!who.error.empty()) return fail(*rev, reason::spawn_error, who.error);
+    }
+
     rev->scratch_dir = options_.state_dir + "/scratch/" + rev->id;
     remove_all(rev->scratch_dir);
     if (::mkdir(rev->scratch_dir.c_str(), 0700) < 0)
         return fail(*rev, reason::spawn_error,
                     "cannot create " + rev->scratch_dir + ": " + std::strerror(errno));
+    std::string pycache = options_.state_dir + "/pycache";
+    if (who.uid) {
+        // An unprivileged environment owns its scratch directory and a
+        // bytecode cache of its own: the shared one is root's.
+        pycache += "/uid-" + std::to_string(*who.uid);
+        make_dirs(pycache);
+        for (const std::string& dir : {rev->scratch_dir, pycache})
+            if (::chown(dir.c_str(), *who.uid, who.gid.value_or(static_cast<gid_t>(-1))) < 0)
+                return fail(*rev, reason::spawn_error,
+                            "cannot chown " + dir + ": " + std::strerror(errno));
+    }
 
     LaunchInput in;
     in.runtime = rev->spec.runtime;
@@ -519,13 +603,66 @@ void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspec
     in.location = rev->location;
     in.revision_id = rev->id;
     in.scratch_dir = rev->scratch_dir;
-    in.pycache_dir = options_.state_dir + "/pycache";
+    in.pycache_dir = pycache;
     in.pex_root = options_.state_dir + "/pex-root";
     in.host_path = env_or("PATH", "");
-    in.host_home = env_or("HOME", "");
+    in.host_home = who.uid ? (who.home.empty() ? rev->scratch_dir : who.home) : env_or("HOME", "");
     LaunchPlan plan = plan_launch(in);
     if (!plan.error.empty()) return fail(*rev, reason::bad_archive, plan.error);
     rev->command = plan.argv;
+    rev->launch_env = plan.env;
+    rev->launch_cwd = rev->spec.cwd.empty() ? rev->scratch_dir : rev->spec.cwd;
+    start_process(id);
+}
+
+void Daemon::start_process(const std::string& id) {
+    Revision* rev = find_revision(id);
+    if (!rev || rev->state != State::starting) return;
+    if (rev->cgroup || !rev->cgroup_driver.empty()) return spawn_process(id);
+    rev->cgroup_driver = isolation_.driver_name();
+    isolation_.create(rev->id, rev->spec.limits,
+                      [this, id](std::shared_ptr<cgroup::Cgroup> cg, std::string error) {
+                          Revision* r = find_revision(id);
+                          if (!r) return; // the job's shared_ptr removes nothing: see below
+                          if (!cg) {
+                              r->cgroup_driver.clear();
+                              if (r->state == State::starting)
+                                  fail(*r, reason::spawn_error, "cgroup: " + error);
+                              return;
+                          }
+                          r->cgroup = std::move(cg);
+                          const auto& l = r->spec.limits;
+                          r->degraded = r->cgroup->unenforced();
+                          bool any_limit = l.memory_max || l.memory_high || l.cpu_quota ||
+                                           l.cpu_weight || l.pids_max;
+                          if (isolation_.is_none()) {
+                              r->degraded.clear();
+                              if (l.memory_max) r->degraded.push_back("memory: hearth's RSS watchdog (no cgroup)");
+                              if (l.memory_high) r->degraded.push_back("memory_high: not enforced (no cgroup)");
+                              if (l.cpu_quota || l.cpu_weight) r->degraded.push_back("cpus: lower priority (nice 10), no quota");
+                              if (l.pids_max) r->degraded.push_back("pids: not enforced (no cgroup)");
+                              if (!any_limit) r->degraded.push_back("no cgroup: stop reaches the session tree only");
+                          }
+                          r->enforced = r->degraded.empty();
+                          if (r->state != State::starting) {
+                              // Stopped meanwhile: end_revision ran without
+                              // this cgroup; remove it now.
+                              isolation_.remove(std::move(r->cgroup), [](cgroup::Removal) {});
+                              return;
+                          }
+                          spawn_process(id);
+                      });
+}
+
+void Daemon::spawn_process(const std::string& id) {
+    Revision* rev = find_revision(id);
+    if (!rev || rev->state != State::starting) return;
+
+    Identity who;
+    if (!rev->spec.user.empty() || !rev->spec.group.empty()) {
+        who = resolve_identity(rev->spec.user, rev->spec.group);
+        if (!who.error.empty()) return fail(*rev, reason::spawn_error, who.error);
+    }
 
     int out_pipe[2], err_pipe[2];
     if (::pipe2(out_pipe, O_CLOEXEC) < 0)
@@ -536,14 +673,19 @@ void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspec
     Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
     SpawnRequest req;
-    req.path = plan.argv[0];
-    req.argv = plan.argv;
-    req.env = plan.env;
-    req.cwd = rev->spec.cwd.empty() ? rev->scratch_dir : rev->spec.cwd;
+    req.path = rev->command[0];
+    req.argv = rev->command;
+    req.env = rev->launch_env;
+    req.cwd = rev->launch_cwd;
     req.new_session = true;
     req.stdin_fd = spawn_dev_null;
     req.stdout_fd = out_write.get();
     req.stderr_fd = err_write.get();
+    req.cgroup = isolation_.is_none() ? nullptr : rev->cgroup.get();
+    req.uid = who.uid;
+    req.gid = who.gid;
+    req.groups = who.groups;
+    if (isolation_.is_none() && (rev->spec.limits.cpu_quota || rev->spec.limits.cpu_weight)) req.nice = 10;
     SpawnResult spawned = spawn(req);
     out_write.reset();
     err_write.reset();
@@ -551,12 +693,26 @@ void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspec
 
     rev->pid = spawned.pid;
     rev->process_running = true;
+    rev->process_started = Clock::now();
+    rev->wait_status.reset();
+    if (rev->cgroup && !isolation_.is_none())
+        rev->oom_kills_baseline = rev->cgroup->oom_counters().oom_kill.value_or(0);
     log::info("revision process started", {{"location", rev->location}, {"id", rev->id},
-                                           {"pid", rev->pid}, {"python", rev->python}});
+                                           {"pid", rev->pid}, {"python", rev->python},
+                                           {"cgroup", rev->cgroup_driver},
+                                           {"restarts", rev->restarts}});
     init_.watch(rev->pid, [this, id](int status) { on_process_exit(id, status); });
+    std::optional<std::uint64_t> watchdog_limit;
+    if (rev->spec.limits.memory_max && (isolation_.is_none() || !rev->enforced)) {
+        bool memory_enforced = !isolation_.is_none();
+        for (const auto& d : rev->degraded) memory_enforced &= d.rfind("memory_max", 0) != 0;
+        if (!memory_enforced) watchdog_limit = rev->spec.limits.memory_max;
+    }
+    isolation_.watch(rev->id, isolation_.is_none() ? nullptr : rev->cgroup.get(), rev->pid, watchdog_limit);
 
     std::string log_dir = options_.state_dir + "/logs/" + rev->location;
     make_dirs(log_dir);
+    if (rev->output) rev->output->drain_now();
     rev->output = std::make_unique<OutputCapture>(
         loop_, std::move(out_read), std::move(err_read), rev->output_ring,
         std::make_unique<RotatingFile>(log_dir, rev->id), forwarder_.get(), rev->location);
@@ -580,6 +736,7 @@ void Daemon::on_min_uptime(Revision& rev) {
         return;
     }
     set_state(rev, State::ready);
+    rev.ever_ready = true;
     loc.active = rev.id;
     // Blue/green: only now that the new revision serves, stop the older ones.
     for (auto& other : loc.revisions)
@@ -594,26 +751,120 @@ void Daemon::on_process_exit(const std::string& id, int wait_status) {
     rev->process_running = false;
     rev->wait_status = wait_status;
     rev->timer.stop();
-    // A revision is its process group: what its main process left behind
-    // (children that ignore TERM, a crashed server's workers) goes with it.
-    // The group id cannot be reused while any member is alive.
-    ::kill(-rev->pid, SIGKILL);
     // The last words of a crashing process are still in the pipe.
     if (rev->output) rev->output->drain_now();
     log::info("revision process " + describe_wait_status(wait_status),
               {{"location", rev->location}, {"id", rev->id}, {"pid", rev->pid}});
-    if (rev->state == State::stopping) {
-        set_state(*rev, State::stopped);
-        finish_revision(*rev);
-        return;
+    // A revision is its cgroup (or, without one, its process group and
+    // session): what its main process left behind (children that ignore
+    // TERM, a crashed server's workers, setsid escapees) goes with it.
+    isolation_.kill_all(rev->cgroup, rev->pid, std::chrono::milliseconds(2000),
+                        [this, id](cgroup::KillResult killed) {
+                            if (!killed.error.empty())
+                                log::warn("cannot kill everything of the revision",
+                                          {{"id", id}, {"error", killed.error}});
+                            after_exit(id);
+                        });
+}
+
+void Daemon::after_exit(const std::string& id) {
+    Revision* rev = find_revision(id);
+    if (!rev || rev->process_running || !rev->wait_status) return;
+    isolation_.unwatch(rev->id);
+    refresh_usage(*rev);
+    if (rev->state == State::stopping) return end_revision(*rev, State::stopped);
+    if (is_final(rev->state) || rev->ending) return;
+
+    int wait_status = *rev->wait_status;
+    // Counters first: the kernel may report the exit before the OOM event
+    // reached us (containerd had this race), and 137 alone proves nothing.
+    if (!rev->oom && rev->cgroup && !isolation_.is_none()) {
+        cgroup::OomCounters c = rev->cgroup->oom_counters();
+        if (c.oom_kill.value_or(0) > rev->oom_kills_baseline) {
+            json oom = {{"oom_kills", *c.oom_kill - rev->oom_kills_baseline}, {"source", "kernel"}};
+            if (rev->spec.limits.memory_max) oom["limit"] = *rev->spec.limits.memory_max;
+            if (rev->usage.memory_peak) oom["peak"] = *rev->usage.memory_peak;
+            rev->oom = std::move(oom);
+        }
     }
-    if (is_final(rev->state)) return;
     std::vector<std::string> tail;
     for (const auto& line : rev->output_ring.tail(rev->output_ring.size()))
         if (line.stream == Stream::err) tail.push_back(line.text);
     if (tail.size() > stderr_tail_lines) tail.erase(tail.begin(), tail.end() - stderr_tail_lines);
     rev->stderr_tail = std::move(tail);
-    fail(*rev, reason::exited, "process " + describe_wait_status(wait_status));
+
+    const char* why = rev->oom ? reason::oom_killed : reason::exited;
+    std::string message = "process " + describe_wait_status(wait_status);
+    if (rev->oom) {
+        message = "killed for memory (limit " +
+                  (rev->oom->contains("limit") ? format_bytes((*rev->oom)["limit"].get<std::uint64_t>()) : "?") +
+                  (rev->oom->contains("peak")
+                       ? ", peak " + format_bytes((*rev->oom)["peak"].get<std::uint64_t>())
+                       : std::string()) +
+                  ", by the " + (*rev->oom)["source"].get<std::string>() + "); " + message;
+    }
+    bool clean = !rev->oom && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
+    double ran_s = std::chrono::duration<double>(Clock::now() - rev->process_started).count();
+    RestartDecision d = decide_restart(*rev, clean, ran_s, Clock::now());
+    if (!d.restart || init_.shutting_down()) {
+        if (rev->restarts > 0 && !d.why_not.empty()) message += "; not restarted: " + d.why_not;
+        return fail(*rev, why, message);
+    }
+    rev->reason = why;
+    rev->message = message;
+    rev->backoff_s = d.delay_s;
+    rev->next_attempt_at = WallClock::now() + std::chrono::duration_cast<WallClock::duration>(
+                                                  std::chrono::duration<double>(d.delay_s));
+    log::warn("revision will be restarted", {{"location", rev->location}, {"id", rev->id},
+                                             {"reason", why}, {"message", message},
+                                             {"backoff_s", d.delay_s}, {"restarts", rev->restarts}});
+    set_state(*rev, State::backoff);
+    rev->timer.start(static_cast<uint64_t>(d.delay_s * 1000.0 + 0.5), [this, id] {
+        Revision* r = find_revision(id);
+        if (!r || r->state != State::backoff) return;
+        ++r->restarts;
+        r->oom.reset();
+        r->next_attempt_at.reset();
+        set_state(*r, State::starting);
+        start_process(id);
+    });
+}
+
+void Daemon::on_oom_kill(const std::string& id, const cgroup::OomChange& change) {
+    Revision* rev = find_revision(id);
+    if (!rev || !rev->process_running || rev->state == State::stopping || rev->oom) return;
+    refresh_usage(*rev);
+    json oom = {{"oom_kills", change.after.oom_kill.value_or(0) - rev->oom_kills_baseline},
+                {"source", "kernel"}};
+    if (rev->spec.limits.memory_max) oom["limit"] = *rev->spec.limits.memory_max;
+    if (rev->usage.memory_peak) oom["peak"] = *rev->usage.memory_peak;
+    rev->oom = oom;
+    // Like memory.oom.group: a revision that lost a process to the OOM killer
+    // is not trusted to carry on half-dead; the whole of it goes.
+    log::warn("OOM kill in revision; killing the revision",
+              {{"location", rev->location}, {"id", rev->id}, {"oom", oom.dump()}});
+    isolation_.kill_all(rev->cgroup, rev->pid, std::chrono::milliseconds(2000), [](cgroup::KillResult) {});
+}
+
+void Daemon::on_watchdog_kill(const std::string& id, std::uint64_t rss, std::uint64_t limit) {
+    Revision* rev = find_revision(id);
+    if (!rev || !rev->process_running || rev->state == State::stopping || rev->oom) return;
+    rev->oom = json{{"limit", limit}, {"peak", rss}, {"oom_kills", 1}, {"source", "watchdog"}};
+    log::warn("revision above its memory limit; the watchdog kills it",
+              {{"location", rev->location}, {"id", rev->id}, {"rss", rss}, {"limit", limit}});
+    isolation_.kill_all(rev->cgroup, rev->pid, std::chrono::milliseconds(2000), [](cgroup::KillResult) {});
+}
+
+void Daemon::refresh_usage(Revision& rev) {
+    if (rev.ending || is_final(rev.state)) return;
+    if (isolation_.is_none()) {
+        if (rev.process_running) {
+            cgroup::Usage u = isolation_.watchdog_usage(rev.id);
+            if (u.memory_current) rev.usage = u;
+        }
+        return;
+    }
+    if (rev.cgroup) rev.usage = rev.cgroup->usage();
 }
 
 void Daemon::stop_revision(Revision& rev, std::string why, std::function<void()> done) {
@@ -622,26 +873,32 @@ void Daemon::stop_revision(Revision& rev, std::string why, std::function<void()>
         return;
     }
     rev.on_ended.push_back(std::move(done));
-    if (rev.state == State::stopping) return;
+    if (rev.state == State::stopping || rev.ending) return;
     rev.message = std::move(why);
+    rev.reason.clear();
     Location& loc = location_of(rev);
     if (loc.active == rev.id) loc.active.clear();
     if (!rev.process_running) {
-        // Still in the pipeline: pending work sees the state and drops out.
-        rev.timer.stop();
-        set_state(rev, State::stopped);
-        finish_revision(rev);
+        // Still in the pipeline or in backoff: pending work sees the state
+        // and drops out.
+        if (rev.wait_status && !rev.ending && rev.state != State::backoff) {
+            // Exited, and its leftovers are being killed: after_exit ends it.
+            set_state(rev, State::stopping);
+            return;
+        }
+        end_revision(rev, State::stopped);
         return;
     }
     set_state(rev, State::stopping);
-    ::kill(-rev.pid, SIGTERM);
+    isolation_.signal_all(isolation_.is_none() ? nullptr : rev.cgroup.get(), rev.pid, rev.spec.stop.signal);
     std::string id = rev.id;
-    rev.timer.start(static_cast<uint64_t>(options_.grace_s * 1000.0 + 0.5), [this, id] {
+    double grace = rev.spec.stop.grace_s;
+    rev.timer.start(static_cast<uint64_t>(grace * 1000.0 + 0.5), [this, id, grace] {
         Revision* r = find_revision(id);
         if (!r || !r->process_running) return;
         log::warn("revision did not stop within the grace period; killing",
-                  {{"id", id}, {"grace_s", options_.grace_s}});
-        ::kill(-r->pid, SIGKILL);
+                  {{"id", id}, {"grace_s", grace}});
+        isolation_.kill_all(r->cgroup, r->pid, std::chrono::milliseconds(2000), [](cgroup::KillResult) {});
     });
 }
 

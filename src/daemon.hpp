@@ -6,7 +6,9 @@
 
 #include "control.hpp"
 #include "deploy.hpp"
+#include "fetch.hpp"
 #include "init.hpp"
+#include "isolation.hpp"
 #include "options.hpp"
 #include "output.hpp"
 #include "pex_info.hpp"
@@ -66,9 +68,20 @@ private:
     void compose(const std::string& id, std::shared_ptr<InspectResult> inspected);
     void launch(const std::string& id, std::shared_ptr<InspectResult> inspected,
                 std::vector<std::string> sys_path);
+    // (Re)starts the revision's process: creates its cgroup first if needed.
+    void start_process(const std::string& id);
+    void spawn_process(const std::string& id);
     void on_min_uptime(Revision& rev);
     void on_process_exit(const std::string& id, int wait_status);
+    // After the exit and the kill of what the process left: reason, restart.
+    void after_exit(const std::string& id);
+    void on_oom_kill(const std::string& id, const cgroup::OomChange& change);
+    void on_watchdog_kill(const std::string& id, std::uint64_t rss, std::uint64_t limit);
+    void refresh_usage(Revision& rev);
     void fail(Revision& rev, const char* reason, std::string message);
+    // Removes the revision's cgroup (reading its final counters), then
+    // enters `final_state` and runs the on_ended callbacks.
+    void end_revision(Revision& rev, State final_state);
     void set_state(Revision& rev, State state);
     void stop_revision(Revision& rev, std::string why, std::function<void()> done);
     void finish_revision(Revision& rev);
@@ -97,6 +110,8 @@ private:
     const Options& options_;
     Init& init_;
     Store store_;
+    DeployPolicy policy_;
+    Isolation isolation_;
     control::ControlServer server_;
     std::unique_ptr<StdoutForwarder> forwarder_;
     std::string boot_script_path_;

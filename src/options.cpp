@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include "units.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <optional>
@@ -32,6 +34,29 @@ std::string usage() {
            "  --run-dir DIR         control socket and runtime files (default /run/hearth)\n"
            "  --grace SECONDS       wait this long after TERM before KILL on shutdown (default 10)\n"
            "  --python PATH         interpreter to offer environments (repeatable; default: PATH)\n"
+           "\n"
+           "Isolation:\n"
+           "  --cgroup-driver MODE  auto (detect v2, v1, hybrid) or none (default auto)\n"
+           "  --cgroup-parent PATH  where revision cgroups go, relative to each hierarchy's\n"
+           "                        root (default: hearth's own cgroup)\n"
+           "  --default-memory SIZE, --default-cpus N, --default-pids N\n"
+           "                        limits of deploys that set none\n"
+           "  --max-memory SIZE, --max-cpus N, --max-pids N\n"
+           "                        ceiling a deploy may not exceed\n"
+           "  --user USER, --group GROUP\n"
+           "                        identity environments run as (default: hearth's)\n"
+           "\n"
+           "Store and fetch:\n"
+           "  --store-max-bytes SIZE      store budget (default: half the filesystem)\n"
+           "  --fetch-max-bytes SIZE      largest download (default 4Gi)\n"
+           "  --fetch-stall-timeout SEC   fail a download silent this long (default 30)\n"
+           "  --fetch-connect-timeout SEC (default 10)\n"
+           "  --fetch-attempts N          attempts per download, retries included (default 4)\n"
+           "  --extract-max-entries N     (default 1000000)\n"
+           "  --extract-max-bytes SIZE    (default: 16Gi or the store budget if smaller)\n"
+           "  --extract-max-ratio R       compression ratio bound per entry (default 200)\n"
+           "\n"
+           "Logging and help:\n"
            "  --log-level LEVEL     trace, debug, info, warn, error, critical, off (default info)\n"
            "  --log-format FORMAT   text or json (default text)\n"
            "  -h, --help            show this help\n"
@@ -116,6 +141,70 @@ std::variant<Options, std::string> parse_options(int argc, const char* const arg
             if (!v) return error;
             if (!log::parse_format(*v, opts.log_format))
                 return "option --log-format: unknown format '" + *v + "' (text, json)";
+        } else if (name == "cgroup-driver") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            if (*v == "none") opts.cgroup_none = true;
+            else if (*v == "auto") opts.cgroup_none = false;
+            else return "option --cgroup-driver: unknown mode '" + *v + "' (auto, none)";
+        } else if (name == "cgroup-parent") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            if (v->empty() || (*v)[0] != '/' || v->find("/../") != std::string::npos ||
+                (v->size() >= 3 && v->compare(v->size() - 3, 3, "/..") == 0))
+                return "option --cgroup-parent needs a path from the hierarchy's root such as "
+                       "/hearth, got '" + *v + "'";
+            opts.cgroup_parent = *v;
+        } else if (name == "default-memory" || name == "max-memory" || name == "store-max-bytes" ||
+                   name == "fetch-max-bytes" || name == "extract-max-bytes") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            std::uint64_t bytes = 0;
+            std::string why;
+            if (!parse_bytes(nlohmann::json(*v), bytes, why) || bytes == 0)
+                return "option --" + std::string(name) + ": " + (why.empty() ? "must not be 0" : why);
+            if (name == "default-memory") opts.default_memory = bytes;
+            else if (name == "max-memory") opts.max_memory = bytes;
+            else if (name == "store-max-bytes") opts.store_max_bytes = bytes;
+            else if (name == "fetch-max-bytes") opts.fetch_max_bytes = bytes;
+            else opts.extract_max_bytes = bytes;
+        } else if (name == "default-cpus" || name == "max-cpus") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            double cpus = 0;
+            std::string why;
+            if (!parse_cpus(nlohmann::json(*v), cpus, why))
+                return "option --" + std::string(name) + ": " + why;
+            (name == "default-cpus" ? opts.default_cpus : opts.max_cpus) = cpus;
+        } else if (name == "default-pids" || name == "max-pids" || name == "fetch-attempts" ||
+                   name == "extract-max-entries") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            std::uint64_t n = 0;
+            auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+            if (ec != std::errc{} || end != v->data() + v->size() || n == 0 ||
+                (name == "fetch-attempts" && n > 100))
+                return "option --" + std::string(name) + " needs a positive whole number, got '" +
+                       *v + "'";
+            if (name == "default-pids") opts.default_pids = n;
+            else if (name == "max-pids") opts.max_pids = n;
+            else if (name == "fetch-attempts") opts.fetch_attempts = static_cast<unsigned>(n);
+            else opts.extract_max_entries = n;
+        } else if (name == "fetch-stall-timeout" || name == "fetch-connect-timeout" ||
+                   name == "extract-max-ratio") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            auto seconds = parse_seconds(*v);
+            if (!seconds || *seconds <= 0)
+                return "option --" + std::string(name) + " needs a positive number, got '" + *v + "'";
+            if (name == "fetch-stall-timeout") opts.fetch_stall_timeout_s = *seconds;
+            else if (name == "fetch-connect-timeout") opts.fetch_connect_timeout_s = *seconds;
+            else opts.extract_max_ratio = *seconds;
+        } else if (name == "user" || name == "group") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            if (v->empty()) return "option --" + std::string(name) + " needs a name or a number";
+            (name == "user" ? opts.user : opts.group) = *v;
         } else {
             return "unknown option '--" + std::string(name) + "'";
         }

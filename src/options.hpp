@@ -3,6 +3,8 @@
 
 #include "log.hpp"
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -18,6 +20,25 @@ struct Options {
     std::vector<std::string> python; // --python, may repeat; empty = search PATH
     std::vector<std::string> command; // the main command after `--`, if any
     std::vector<std::string> main_env; // the main command's environment (set by main)
+
+    // Isolation (see cgroup.hpp).
+    bool cgroup_none = false;   // --cgroup-driver none
+    std::string cgroup_parent;  // --cgroup-parent; "" = hearth's own cgroup
+    std::optional<std::uint64_t> default_memory, max_memory;
+    std::optional<double> default_cpus, max_cpus;
+    std::optional<std::uint64_t> default_pids, max_pids;
+    std::string user, group;    // default identity of environments
+
+    // Store and fetch.
+    std::optional<std::uint64_t> store_max_bytes; // unset = half the filesystem
+    std::uint64_t fetch_max_bytes = std::uint64_t{4} << 30;
+    double fetch_stall_timeout_s = 30;
+    double fetch_connect_timeout_s = 10;
+    unsigned fetch_attempts = 4;
+    std::uint64_t extract_max_entries = 1'000'000;
+    std::optional<std::uint64_t> extract_max_bytes; // unset = min(16 GiB, store budget)
+    double extract_max_ratio = 200;
+
     bool help = false;
     bool version = false;
 };

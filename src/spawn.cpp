@@ -4,13 +4,19 @@
 #include "fd.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 
 extern char** environ;
@@ -27,10 +33,20 @@ struct ChildFailure {
     int error;
 };
 
-enum Step : int { step_session, step_terminal, step_stdio, step_chdir, step_exec };
+enum Step : int {
+    step_session,
+    step_terminal,
+    step_stdio,
+    step_chdir,
+    step_exec,
+    step_cgroup,
+    step_identity,
+};
 
 const char* step_name(int step) {
     switch (step) {
+    case step_cgroup: return "join the cgroup of";
+    case step_identity: return "switch user/group for";
     case step_session: return "create session";
     case step_terminal: return "take terminal";
     case step_stdio: return "set up stdio";
@@ -60,7 +76,17 @@ bool install_stdio(int fd, int target, int dev_null) {
 
 // Runs in the child. Only async-signal-safe calls from here on.
 [[noreturn]] void child_main(const SpawnRequest& req, char* const* argv, char* const* envp,
-                             int report_fd, int dev_null) {
+                             int report_fd, int dev_null, bool in_cgroup) {
+    // First of all, so that everything the child does, failures included,
+    // is inside the revision's limits and reached by its kill.
+    if (req.cgroup && !in_cgroup) {
+        int err = req.cgroup->place(::getpid());
+        if (err != 0) {
+            errno = err;
+            child_fail(report_fd, step_cgroup);
+        }
+    }
+
     if (req.new_session) {
         if (::setsid() < 0) child_fail(report_fd, step_session);
     } else if (::setpgid(0, 0) < 0) {
@@ -100,6 +126,25 @@ bool install_stdio(int fd, int target, int dev_null) {
         !install_stdio(req.stderr_fd, STDERR_FILENO, dev_null))
         child_fail(report_fd, step_stdio);
 
+    if (req.nice > 0) {
+        errno = 0;
+        // Failure only means the environment keeps hearth's priority.
+        (void)::setpriority(PRIO_PROCESS, 0, req.nice);
+    }
+
+    // Raw system calls, not glibc's setuid() family: after _Fork/clone3 in a
+    // multithreaded parent, glibc's wrappers would try to broadcast the
+    // change to threads that exist only in the parent. Groups first: after
+    // setresuid the child may no longer change them.
+    if (req.uid || req.gid) {
+        if (req.uid && ::syscall(SYS_setgroups, req.groups.size(), req.groups.data()) != 0)
+            child_fail(report_fd, step_identity);
+        if (req.gid && ::syscall(SYS_setresgid, *req.gid, *req.gid, *req.gid) != 0)
+            child_fail(report_fd, step_identity);
+        if (req.uid && ::syscall(SYS_setresuid, *req.uid, *req.uid, *req.uid) != 0)
+            child_fail(report_fd, step_identity);
+    }
+
     if (!req.cwd.empty() && ::chdir(req.cwd.c_str()) < 0) child_fail(report_fd, step_chdir);
 
     // Nothing of hearth's (sockets, pipes of other environments, the store)
@@ -118,7 +163,83 @@ std::vector<char*> pointers(const std::vector<std::string>& strings) {
     return out;
 }
 
+// clone3(CLONE_INTO_CGROUP): the child starts life inside the cgroup, which
+// also avoids the RCU stall a write to cgroup.procs can take. Returns the
+// pid (0 in the child), or -1 with errno (E2BIG/ENOSYS: kernel too old,
+// EOPNOTSUPP: threaded cgroup, ...); the caller then falls back to _Fork.
+pid_t clone_into_cgroup(int cgroup_fd) {
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+    struct clone_args args {};
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+    return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+#else
+    (void)cgroup_fd;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+bool parse_id(const std::string& text, unsigned& out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return ec == std::errc{} && end == text.data() + text.size();
+}
+
 } // namespace
+
+Identity resolve_identity(const std::string& user, const std::string& group) {
+    Identity id;
+    std::vector<char> buf(16384);
+    if (!user.empty()) {
+        passwd pw{};
+        passwd* found = nullptr;
+        unsigned numeric = 0;
+        int rc = parse_id(user, numeric)
+                     ? ::getpwuid_r(numeric, &pw, buf.data(), buf.size(), &found)
+                     : ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+        if (found) {
+            id.uid = pw.pw_uid;
+            id.gid = pw.pw_gid;
+            id.home = pw.pw_dir ? pw.pw_dir : "";
+            int n = 64;
+            std::vector<gid_t> groups(static_cast<size_t>(n));
+            if (::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) < 0) {
+                groups.resize(static_cast<size_t>(n));
+                ::getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n);
+            }
+            groups.resize(static_cast<size_t>(std::max(n, 0)));
+            id.groups = std::move(groups);
+        } else if (parse_id(user, numeric)) {
+            // A bare number without a passwd entry is fine (containers).
+            id.uid = numeric;
+            id.gid = numeric;
+        } else {
+            id.error = "unknown user '" + user + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
+            return id;
+        }
+    }
+    if (!group.empty()) {
+        ::group gr{};
+        ::group* found = nullptr;
+        unsigned numeric = 0;
+        int rc = parse_id(group, numeric)
+                     ? ::getgrgid_r(numeric, &gr, buf.data(), buf.size(), &found)
+                     : ::getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &found);
+        if (found) {
+            id.gid = gr.gr_gid;
+        } else if (parse_id(group, numeric)) {
+            id.gid = numeric;
+        } else {
+            id.error = "unknown group '" + group + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
+            return id;
+        }
+        // An explicit group replaces the user's primary group; keep the
+        // supplementary ones only when they were looked up for the user.
+        if (id.uid && id.groups.empty()) id.groups = {*id.gid};
+    }
+    return id;
+}
 
 std::vector<std::string> current_environment() {
     std::vector<std::string> env;
@@ -195,9 +316,20 @@ SpawnResult spawn(const SpawnRequest& req) {
 
     // _Fork skips pthread_atfork handlers (libuv registers some): they are not
     // async-signal-safe and would run in the child of a multithreaded process.
-    pid_t pid = ::_Fork();
+    pid_t pid = -1;
+    bool in_cgroup = false;
+    if (req.cgroup && req.cgroup->placement_fd() >= 0) {
+        pid = clone_into_cgroup(req.cgroup->placement_fd());
+        in_cgroup = pid >= 0;
+        // Anything else than "this kernel or cgroup cannot" is a real error.
+        if (pid < 0 && errno != E2BIG && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)
+            return fail(errno, "clone3 into " + req.cgroup->directories().front());
+    }
+    if (!in_cgroup) pid = ::_Fork();
     if (pid < 0) return fail(errno, "fork");
-    if (pid == 0) child_main(req, argv.data(), envp_ptr, report_write.get(), dev_null.get());
+    if (pid == 0)
+        child_main(req, argv.data(), envp_ptr, report_write.get(), dev_null.get(), in_cgroup);
+    result.clone3_used = in_cgroup;
 
     // Also set the group from the parent, so that a signal to -pid right after
     // spawn() returns can never miss a child that has not run setpgid yet.
@@ -217,8 +349,10 @@ SpawnResult spawn(const SpawnRequest& req) {
         result.error = failure.error;
         result.exit_code = failure.step == step_exec ? exit_code_from_exec_errno(failure.error)
                                                      : exit_cannot_execute;
-        result.message = std::string("cannot ") + step_name(failure.step) + " '" +
-                         (failure.step == step_chdir ? req.cwd : req.path) +
+        std::string subject = failure.step == step_chdir ? req.cwd : req.path;
+        if (failure.step == step_cgroup && req.cgroup && !req.cgroup->directories().empty())
+            subject = req.cgroup->directories().front();
+        result.message = std::string("cannot ") + step_name(failure.step) + " '" + subject +
                          "': " + std::strerror(failure.error);
         return result;
     }

@@ -9,6 +9,8 @@
 
 #include <sys/types.h>
 
+#include "cgroup.hpp"
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,10 +32,24 @@ struct SpawnRequest {
     int stdin_fd = spawn_dev_null;
     int stdout_fd = spawn_inherit;
     int stderr_fd = spawn_inherit;
+
+    // The child's cgroup, joined before anything else runs in it (so limits
+    // and kill cover it from its first instruction of user code). With a v2
+    // placement fd the child is created inside it by clone3(CLONE_INTO_CGROUP);
+    // otherwise (v1, hybrid, or clone3 refused) the child writes its own pid
+    // into every cgroup.procs file before it does anything else. Not owned.
+    const cgroup::Cgroup* cgroup = nullptr;
+    // Identity: set in the child with setgroups/setresgid/setresuid after the
+    // cgroup is joined (joining needs hearth's privileges).
+    std::optional<uid_t> uid;
+    std::optional<gid_t> gid;
+    std::vector<gid_t> groups; // supplementary groups, used when uid is set
+    int nice = 0;              // added to the child's niceness when > 0
 };
 
 struct SpawnResult {
     pid_t pid = -1;      // >0 on success; the caller owns reaping it
+    bool clone3_used = false; // the child was created inside its cgroup
     int error = 0;       // errno of the failed step (0 on success)
     int exit_code = 0;   // on failure: 127 (not found) or 126 (could not execute)
     std::string message; // on failure: one line naming the step and the file
@@ -45,6 +61,19 @@ struct SpawnResult {
 // run concurrently (it would steal the failed child's status).
 // The child's pid is also its process group id (and session id if requested).
 SpawnResult spawn(const SpawnRequest& request);
+
+struct Identity {
+    std::optional<uid_t> uid;
+    std::optional<gid_t> gid;
+    std::vector<gid_t> groups;
+    std::string home; // the user's home directory, if known
+    std::string error; // "" on success
+};
+
+// Resolves a user and group (names or numbers; either may be empty) the way
+// the child will take them: a user without a group gets the user's primary
+// group and its supplementary groups. Blocking (NSS); not for the child.
+Identity resolve_identity(const std::string& user, const std::string& group);
 
 struct ResolvedExecutable {
     std::string path; // set on success

@@ -26,7 +26,7 @@ if mode == "signal":
 raise ValueError("boom")'
 
 # An uncaught exception: exit code 1, the traceback in the tail.
-run_ctl deploy crash --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --min-uptime 10 --wait
+run_ctl deploy crash --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --min-uptime 10 --restart never --wait
 assert_eq 1 "$RUN_RC" "hearthctl deploy --wait exit code"
 assert_contains "$RUN_ERR" "crash-1 failed: exited" "hearthctl stderr"
 assert_contains "$RUN_ERR" "exit code: 1" "hearthctl stderr"

@@ -139,9 +139,15 @@ deploy_ready() {
 }
 
 # deploy_failed LOCATION ARGS...: deploy_wait, and the revision must fail
-# (hearthctl exits 1, state failed).
+# (hearthctl exits 1, state failed). Unless ARGS name a restart policy, the
+# deploy asks for none, so that a crash ends in `failed` rather than backoff.
 deploy_failed() {
-    deploy_wait "$@"
+    local -a policy=()
+    case " $* " in
+    *" --restart "*) ;;
+    *) policy=(--restart never) ;;
+    esac
+    deploy_wait "$@" "${policy[@]}"
     assert_eq 1 "$DEPLOY_RC" "hearthctl deploy --wait exit code for a failing deploy ($DEPLOY_ERR)"
     assert_eq failed "$DEPLOY_STATE" "final state of $DEPLOY_ID"
 }

@@ -358,7 +358,39 @@ HEARTH_WRAP=()
 HEARTH_STDIN=/dev/null
 
 hearth_args() { # extra hearth args...: the full hearth command line
-    printf '%s\0' "$HEARTH" --state-dir "$HEARTH_STATE_DIR" --run-dir "$HEARTH_RUN_DIR" "$@"
+    printf '%s\0' "$HEARTH" --state-dir "$HEARTH_STATE_DIR" --run-dir "$HEARTH_RUN_DIR" \
+        --cgroup-parent "$HEARTH_CGROUP_PARENT" "$@"
+}
+
+# Every hearth a test starts keeps its revision cgroups under a parent named
+# for the test (a later --cgroup-parent overrides it), never under the
+# machine's own cgroups; the exit trap removes it from every hierarchy.
+HEARTH_CGROUP_PARENT=/hearth-test-$TEST_NAME-$$
+
+# cgroup_mounts: mount points of the cgroup (v1) and cgroup2 hierarchies.
+cgroup_mounts() {
+    awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup" || $(i+1) == "cgroup2") print $5; break } }' \
+        /proc/self/mountinfo | sort -u
+}
+
+# remove_cgroup_tree PARENT: kills every process in PARENT (relative to each
+# hierarchy's root) and below, then removes the directories, deepest first.
+remove_cgroup_tree() {
+    local parent=$1 mnt dir pid round
+    for mnt in $(cgroup_mounts); do
+        dir=$mnt$parent
+        [ -d "$dir" ] || continue
+        for round in 1 2 3 4 5; do
+            for pid in $(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+                kill -KILL "$pid" 2>/dev/null
+            done
+            find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
+            [ -d "$dir" ] || break
+            sleep 0.1
+        done
+        [ -d "$dir" ] && note "could not remove cgroup $dir"
+    done
+    return 0
 }
 
 _hearth_has_signalfd() {
@@ -545,6 +577,7 @@ _cleanup() {
     for pid in "${victims[@]}"; do kill -KILL "$pid" 2>/dev/null; done
     # Reap our children (and adopted orphans) so that none stays a zombie.
     wait 2>/dev/null
+    remove_cgroup_tree "$HEARTH_CGROUP_PARENT"
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
         show_hearth_log
     fi

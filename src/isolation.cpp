@@ -1,0 +1,228 @@
+#include "isolation.hpp"
+
+#include "log.hpp"
+#include "procscan.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
+
+namespace hearth {
+
+namespace {
+constexpr uint64_t watchdog_interval_ms = 100;
+} // namespace
+
+Isolation::Isolation(uv_loop_t* loop, const Options& options)
+    : loop_(loop), options_(options), watchdog_timer_(loop) {}
+
+Isolation::~Isolation() { close(); }
+
+void Isolation::close() {
+    if (oom_poll_) {
+        uv_poll_stop(oom_poll_);
+        uv_close(reinterpret_cast<uv_handle_t*>(oom_poll_),
+                 [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+        oom_poll_ = nullptr;
+    }
+    watchdog_timer_.stop();
+}
+
+bool Isolation::is_none() const { return !driver_ || driver_->mode() == cgroup::Mode::none; }
+
+void Isolation::start() {
+    cgroup::Config config;
+    config.force_none = options_.cgroup_none;
+    config.parent = options_.cgroup_parent;
+    driver_ = cgroup::open(config);
+    driver_name_ = std::string(cgroup::mode_name(driver_->mode()));
+    cgroup::Enforcement enforcement = driver_->enforcement();
+    auto join = [](const std::vector<std::string>& items) {
+        std::string out;
+        for (const auto& i : items) out += (out.empty() ? "" : "; ") + i;
+        return out;
+    };
+    std::string envs = join(driver_->envs_directories());
+    std::string name(enforcement.name());
+    if (enforcement.enforced && enforcement.degraded.empty()) {
+        log::info("cgroup driver ready", {{"driver", driver_name_}, {"enforcement", name}, {"envs", envs}});
+    } else {
+        // Said loudly: the usual unprivileged container ends up here, and an
+        // operator must not believe limits hold that do not.
+        log::warn(enforcement.enforced ? "cgroup driver ready; some limits are not enforced"
+                                       : "cgroup limits are NOT enforced by the kernel; using hearth's watchdog",
+                  {{"driver", driver_name_}, {"enforcement", name}, {"envs", envs},
+                   {"degraded", join(enforcement.degraded)}});
+    }
+    std::vector<std::string> failures;
+    auto stale = driver_->cleanup_stale(&failures);
+    if (!stale.empty())
+        log::warn("removed revision cgroups left by an earlier run",
+                  {{"count", stale.size()}, {"names", join(stale)}});
+    for (const auto& f : failures) log::error("cannot remove a stale revision cgroup", {{"error", f}});
+
+    oom_watch_ = driver_->make_oom_watch();
+    if (oom_watch_->fd() >= 0) {
+        oom_poll_ = new uv_poll_t{};
+        uv_poll_init(loop_, oom_poll_, oom_watch_->fd());
+        oom_poll_->data = this;
+        uv_poll_start(oom_poll_, UV_READABLE, on_oom_readable);
+    }
+}
+
+nlohmann::json Isolation::describe() const {
+    if (!driver_) return {{"driver", "none"}, {"enforcement", "degraded"}};
+    return driver_->describe();
+}
+
+void Isolation::create(const std::string& name, const cgroup::Limits& limits, Created done) {
+    const cgroup::Driver* driver = driver_.get();
+    using Made = std::pair<std::shared_ptr<cgroup::Cgroup>, std::string>;
+    run_blocking<Made>(
+        loop_,
+        [driver, name, limits] {
+            std::string error;
+            std::shared_ptr<cgroup::Cgroup> cg = driver->create(name, limits, error);
+            return Made(std::move(cg), std::move(error));
+        },
+        [done = std::move(done)](std::optional<Made> made, std::string error) {
+            if (!made) return done(nullptr, error);
+            if (!made->first) return done(nullptr, made->second.empty() ? "cgroup creation failed" : made->second);
+            done(std::move(made->first), {});
+        });
+}
+
+void Isolation::watch(const std::string& name, const cgroup::Cgroup* cg, pid_t session,
+                      std::optional<std::uint64_t> watchdog_limit) {
+    if (cg && oom_watch_ && oom_watch_->fd() >= 0) {
+        if (auto err = oom_watch_->add(*cg); !err.empty())
+            log::warn("no OOM notification for this revision", {{"id", name}, {"error", err}});
+    }
+    Watched& w = watched_[name];
+    w.session = session;
+    w.limit = watchdog_limit;
+    w.peak = 0;
+    if (is_none() && !watchdog_timer_.active())
+        watchdog_timer_.start(watchdog_interval_ms, [this] { watchdog_tick(); }, watchdog_interval_ms);
+}
+
+void Isolation::unwatch(const std::string& name) {
+    if (oom_watch_) oom_watch_->remove(name);
+    watched_.erase(name);
+    if (watched_.empty()) watchdog_timer_.stop();
+}
+
+cgroup::Usage Isolation::watchdog_usage(const std::string& name) const {
+    auto it = watched_.find(name);
+    if (it == watched_.end()) return {};
+    cgroup::Usage u = it->second.last;
+    if (it->second.peak) u.memory_peak = it->second.peak;
+    return u;
+}
+
+void Isolation::signal_all(const cgroup::Cgroup* cg, pid_t session, int sig) {
+    if (session > 0) ::kill(-session, sig);
+    if (cg && !is_none()) {
+        for (pid_t pid : cg->pids()) ::kill(pid, sig);
+        return;
+    }
+    if (session <= 0) return;
+    for (const auto& p : session_tree(scan_processes(), session)) ::kill(p.pid, sig);
+}
+
+void Isolation::kill_all(std::shared_ptr<cgroup::Cgroup> cg, pid_t session,
+                         std::chrono::milliseconds timeout,
+                         std::function<void(cgroup::KillResult)> done) {
+    if (session > 0) ::kill(-session, SIGKILL);
+    if (!cg || is_none()) {
+        signal_all(nullptr, session, SIGKILL);
+        cgroup::KillResult r;
+        r.supported = false;
+        r.method = "signal";
+        done(r);
+        return;
+    }
+    run_blocking<cgroup::KillResult>(
+        loop_, [cg, timeout] { return cg->kill_all(timeout); },
+        [done = std::move(done)](std::optional<cgroup::KillResult> r, std::string error) {
+            if (!r) {
+                cgroup::KillResult failed;
+                failed.error = error;
+                return done(failed);
+            }
+            done(*r);
+        });
+}
+
+void Isolation::remove(std::shared_ptr<cgroup::Cgroup> cg, std::function<void(cgroup::Removal)> done) {
+    if (!cg) return done({});
+    run_blocking<cgroup::Removal>(
+        loop_,
+        [cg] {
+            // Anything still inside (a straggler forked during the last kill)
+            // would keep rmdir failing with EBUSY.
+            cg->kill_all(std::chrono::milliseconds(1000));
+            return cg->remove();
+        },
+        [done = std::move(done), name = cg->name()](std::optional<cgroup::Removal> r, std::string error) {
+            if (!r) {
+                cgroup::Removal failed;
+                failed.error = error;
+                r = failed;
+            }
+            if (!r->removed)
+                log::warn("cannot remove a revision cgroup", {{"id", name}, {"error", r->error}});
+            done(*r);
+        });
+}
+
+void Isolation::on_oom_readable(uv_poll_t* handle, int status, int) {
+    auto* self = static_cast<Isolation*>(handle->data);
+    if (status < 0) return;
+    try {
+        self->check_oom();
+    } catch (const std::exception& e) {
+        log::error("OOM watch failed", {{"error", e.what()}});
+    }
+}
+
+void Isolation::check_oom() {
+    for (const auto& change : oom_watch_->check()) {
+        if (!change.killed()) continue;
+        if (on_oom) on_oom(change.name, change);
+    }
+}
+
+void Isolation::watchdog_tick() {
+    bool any_limit = false;
+    for (const auto& [name, w] : watched_) any_limit |= w.session > 0;
+    if (!any_limit) return;
+    try {
+        std::vector<ProcInfo> all = scan_processes();
+        std::vector<std::pair<std::string, std::uint64_t>> over;
+        for (auto& [name, w] : watched_) {
+            if (w.session <= 0) continue;
+            std::uint64_t rss = 0;
+            std::uint64_t count = 0;
+            for (const auto& p : session_tree(all, w.session)) {
+                rss += p.rss_bytes;
+                ++count;
+            }
+            w.last.memory_current = rss;
+            w.last.pids_current = count;
+            w.peak = std::max(w.peak, rss);
+            if (w.limit && rss > *w.limit) over.emplace_back(name, rss);
+        }
+        for (const auto& [name, rss] : over) {
+            auto it = watched_.find(name);
+            if (it == watched_.end() || !it->second.limit) continue;
+            std::uint64_t limit = *it->second.limit;
+            it->second.limit.reset(); // report once
+            if (on_watchdog) on_watchdog(name, rss, limit);
+        }
+    } catch (const std::exception& e) {
+        log::error("memory watchdog failed", {{"error", e.what()}});
+    }
+}
+
+} // namespace hearth
