@@ -2,6 +2,7 @@
 
 #include "client.hpp"
 #include "sha256.hpp"
+#include "units.hpp"
 #include "version.hpp"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <signal.h>
 #include <unistd.h>
@@ -51,6 +53,20 @@ constexpr OptSpec kOptions[] = {
     {"cwd", 0, true, "deploy"},
     {"min-uptime", 0, true, "deploy"},
     {"wait", 0, false, "deploy"},
+    {"params", 0, true, "deploy"},
+    {"memory", 0, true, "deploy"},
+    {"memory-high", 0, true, "deploy"},
+    {"cpus", 0, true, "deploy"},
+    {"cpu-weight", 0, true, "deploy"},
+    {"pids", 0, true, "deploy"},
+    {"restart", 0, true, "deploy"},
+    {"max-restarts", 0, true, "deploy"},
+    {"restart-window", 0, true, "deploy"},
+    {"stop-signal", 0, true, "deploy"},
+    {"stop-grace", 0, true, "deploy"},
+    {"user", 0, true, "deploy"},
+    {"group", 0, true, "deploy"},
+    {"target", 0, true, "cache"},
     {"id", 0, true, "logs stop"},
     {"tail", 0, true, "logs"},
     {"follow", 'f', false, "logs"},
@@ -62,10 +78,16 @@ struct CommandSpec {
     int max_args;
 };
 
+// deploy's LOCATION may come from --params, and cache's one positional is
+// its subcommand; both are checked after the options.
 constexpr CommandSpec kCommands[] = {
-    {"ping", 0, 0}, {"version", 0, 0}, {"deploy", 1, 1}, {"status", 0, 1},   {"logs", 1, 1},
-    {"stop", 1, 1}, {"remove", 1, 1},  {"events", 0, 1}, {"shutdown", 0, 0},
+    {"ping", 0, 0}, {"version", 0, 0}, {"deploy", 0, 1}, {"status", 0, 1}, {"logs", 1, 1},
+    {"stop", 1, 1}, {"remove", 1, 1},  {"events", 0, 1}, {"cache", 0, 1},  {"shutdown", 0, 0},
 };
+
+// Signals a deploy may name for stopping (hearth-protocol(7)).
+constexpr std::string_view kStopSignals[] = {"HUP",  "INT",  "QUIT", "TERM",
+                                             "USR1", "USR2", "KILL", "WINCH"};
 
 const OptSpec* find_long(std::string_view name) {
     for (const auto& o : kOptions)
@@ -119,6 +141,29 @@ std::optional<int> parse_tail(std::string_view s) {
     }
     if (v > 10000) return std::nullopt;
     return v;
+}
+
+// A plain decimal integer in [lo, hi] (no sign, no spaces).
+std::optional<std::int64_t> parse_int(std::string_view s, std::int64_t lo, std::int64_t hi) {
+    if (s.empty() || s.size() > 18) return std::nullopt;
+    std::int64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + (c - '0');
+    }
+    if (v < lo || v > hi) return std::nullopt;
+    return v;
+}
+
+// "term", "SIGTERM", "sigterm" -> "TERM"; "" when not a stop signal.
+std::string stop_signal_name(std::string_view s) {
+    std::string up;
+    for (char c : s)
+        up += (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+    if (up.rfind("SIG", 0) == 0) up.erase(0, 3);
+    for (auto name : kStopSignals)
+        if (up == name) return up;
+    return {};
 }
 
 } // namespace
@@ -259,7 +304,17 @@ ParseResult parse_args(const std::vector<std::string>& argv, const char* env_soc
                   positional[static_cast<std::size_t>(cmd->max_args) + 1] + "'";
         return r;
     }
-    if (nargs == 1) {
+    if (a.command == "cache") {
+        if (nargs == 0) {
+            r.error = pfx + "missing subcommand (ls or gc)";
+            return r;
+        }
+        a.subcommand = positional[1];
+        if (a.subcommand != "ls" && a.subcommand != "gc") {
+            r.error = pfx + "unknown subcommand '" + a.subcommand + "' (expected ls or gc)";
+            return r;
+        }
+    } else if (nargs == 1) {
         a.location = positional[1];
         if (!valid_location(a.location)) {
             r.error =
@@ -337,6 +392,90 @@ ParseResult parse_args(const std::vector<std::string>& argv, const char* env_soc
             a.min_uptime_s = *s;
         } else if (n == "wait") {
             a.wait = true;
+        } else if (n == "params") {
+            if (!nonempty()) return r;
+            a.params_file = v;
+        } else if (n == "memory" || n == "memory-high") {
+            std::uint64_t bytes = 0;
+            std::string why;
+            if (!parse_bytes(json(v), bytes, why)) {
+                bad(why);
+                return r;
+            }
+            if (n == "memory" && bytes < (1u << 20)) {
+                bad("must be at least 1Mi (1048576 bytes), got '" + v + "'");
+                return r;
+            }
+            (n == "memory" ? a.memory : a.memory_high) = v;
+        } else if (n == "cpus") {
+            double cpus = 0;
+            std::string why;
+            if (!parse_cpus(json(v), cpus, why)) {
+                bad(why);
+                return r;
+            }
+            a.cpus = cpus;
+        } else if (n == "cpu-weight") {
+            a.cpu_weight = parse_int(v, 1, 10000);
+            if (!a.cpu_weight) {
+                bad("expected an integer from 1 to 10000, got '" + v + "'");
+                return r;
+            }
+        } else if (n == "pids") {
+            a.pids = parse_int(v, 1, std::numeric_limits<std::int64_t>::max());
+            if (!a.pids) {
+                bad("expected an integer of at least 1, got '" + v + "'");
+                return r;
+            }
+        } else if (n == "restart") {
+            if (v != "never" && v != "on-failure" && v != "always") {
+                bad("expected 'never', 'on-failure' or 'always', got '" + v + "'");
+                return r;
+            }
+            a.restart = v;
+        } else if (n == "max-restarts") {
+            a.max_restarts = parse_int(v, 0, INT32_MAX);
+            if (!a.max_restarts) {
+                bad("expected a non-negative integer, got '" + v + "'");
+                return r;
+            }
+        } else if (n == "restart-window") {
+            auto s = parse_seconds(v);
+            if (!s || !(*s > 0)) {
+                bad("expected a positive number of seconds, got '" + v + "'");
+                return r;
+            }
+            a.restart_window_s = *s;
+        } else if (n == "stop-signal") {
+            a.stop_signal = stop_signal_name(v);
+            if (a.stop_signal.empty()) {
+                bad("expected one of HUP INT QUIT TERM USR1 USR2 KILL WINCH (SIG prefix "
+                    "optional), got '" +
+                    v + "'");
+                return r;
+            }
+        } else if (n == "stop-grace") {
+            auto s = parse_seconds(v);
+            if (!s || *s > 3600) {
+                bad("expected seconds from 0 to 3600, got '" + v + "'");
+                return r;
+            }
+            a.stop_grace_s = *s;
+        } else if (n == "user" || n == "group") {
+            if (!nonempty()) return r;
+            (n == "user" ? a.user : a.group) = v;
+        } else if (n == "target") {
+            if (a.subcommand != "gc") {
+                r.error = pfx + g.spelled + ": only valid for 'cache gc'";
+                return r;
+            }
+            std::uint64_t bytes = 0;
+            std::string why;
+            if (!parse_bytes(json(v), bytes, why)) {
+                bad(why);
+                return r;
+            }
+            a.target_bytes = bytes;
         } else if (n == "id") {
             if (!nonempty()) return r;
             a.id = v;
@@ -353,11 +492,17 @@ ParseResult parse_args(const std::vector<std::string>& argv, const char* env_soc
     }
 
     if (a.command == "deploy") {
-        if (a.deps.empty()) {
+        // With --params these may come from the file: deploy_params checks.
+        const bool from_file = !a.params_file.empty();
+        if (a.location.empty() && !from_file) {
+            r.error = pfx + "missing LOCATION";
+            return r;
+        }
+        if (a.deps.empty() && !from_file) {
             r.error = pfx + "missing --deps FILE|URL";
             return r;
         }
-        if (a.source.empty()) {
+        if (a.source.empty() && !from_file) {
             r.error = pfx + "missing --source FILE|URL";
             return r;
         }
@@ -390,11 +535,14 @@ Commands:
   deploy LOCATION --deps FILE|URL --source FILE|URL [DEPLOY OPTIONS]
                               deploy a new revision of LOCATION; prints its id
   status [LOCATION]           table of locations and their revisions
+                              (with LOCATION: details of its active/newest revision)
   logs LOCATION [--id ID] [--tail N] [-f]
                               print a revision's output lines
   stop LOCATION [--id ID]     stop the location's revisions (or only ID)
   remove LOCATION             stop everything of LOCATION and forget it
-  events [LOCATION]           print state changes as they happen
+  events [LOCATION]           print state changes and fetch progress as they happen
+  cache ls                    list hearth's artifact store
+  cache gc [--target SIZE]    evict unpinned entries until the store uses at most SIZE
   shutdown                    make hearth stop every revision and exit
 
 Options (any position):
@@ -415,12 +563,29 @@ Deploy options:
   --env K=V           environment variable (repeatable)
   --cwd DIR           working directory (default: the revision's scratch dir)
   --min-uptime S      seconds the process must stay up to be ready (default 1)
-  --wait              follow the revision until ready (exit 0) or failed (exit 1)
+  --memory SIZE       memory limit, e.g. 512Mi, 2Gi (at least 1Mi)
+  --memory-high SIZE  memory throttling threshold (cgroup v2)
+  --cpus N            CPU limit, e.g. 0.5, 2, 500m
+  --cpu-weight N      relative CPU share, 1 to 10000
+  --pids N            maximum number of processes and threads
+  --restart POLICY    never, on-failure (hearth's default) or always
+  --max-restarts N    fail after N restarts within --restart-window
+  --restart-window S  the window of --max-restarts (hearth's default 600)
+  --stop-signal SIG   HUP INT QUIT TERM USR1 USR2 KILL WINCH (default TERM)
+  --stop-grace S      seconds between the stop signal and SIGKILL (0 to 3600)
+  --user U, --group G run the revision as this user/group (name or number)
+  --params FILE       JSON object of deploy params ('-': standard input);
+                      flags override its fields
+  --wait              follow the revision until ready (exit 0), failed or in
+                      backoff before ever being ready (exit 1)
 
 Logs and stop options:
   --id ID             revision (logs default: the active one, else the newest)
   --tail N            lines of history, 0 to 10000 (default 100)
   -f, --follow        keep printing new lines until interrupted
+
+Cache options:
+  --target SIZE       cache gc: evict until used <= SIZE (default: the budget)
 
 Exit status: 0 success; 1 hearth answered with an error or the deploy failed;
 2 usage error; 3 cannot connect, connection lost or timeout.
@@ -439,6 +604,11 @@ std::string field(const json& j, const char* key, const std::string& dflt = "-")
     if (it == j.end() || it->is_null()) return dflt;
     if (it->is_string()) return it->get<std::string>();
     return it->dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// One line of JSON whatever it holds (invalid UTF-8 is replaced).
+std::string dump_compact(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // Typed reads that tolerate a daemon sending another type (json::value()
@@ -484,7 +654,89 @@ std::string cache_cell(const json& rev) {
     return d + "/" + s;
 }
 
+// The object member `key`, or an empty object (so lookups can chain).
+const json& object_member(const json& j, const char* key) {
+    static const json empty = json::object();
+    if (!j.is_object()) return empty;
+    auto it = j.find(key);
+    return it != j.end() && it->is_object() ? *it : empty;
+}
+
+// A byte count the daemon sent as an integer (or, tolerated, a size string).
+std::optional<std::uint64_t> bytes_member(const json& j, const char* key) {
+    if (!j.is_object()) return std::nullopt;
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    std::uint64_t v = 0;
+    std::string why;
+    if (it->is_number_float()) {
+        double d = it->get<double>();
+        if (!(d >= 0) || d >= 1.8e19) return std::nullopt;
+        return static_cast<std::uint64_t>(d);
+    }
+    if (!parse_bytes(*it, v, why)) return std::nullopt;
+    return v;
+}
+
+// A member of the event, else of its "revision" object, else `dflt`.
+std::string event_or_revision(const json& ev, const char* key, const std::string& dflt) {
+    std::string v = field(ev, key, "");
+    if (!v.empty()) return v;
+    return field(object_member(ev, "revision"), key, dflt);
+}
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+    std::string out;
+    for (const auto& x : parts) {
+        if (!out.empty()) out += sep;
+        out += x;
+    }
+    return out;
+}
+
+// Seconds for people: "0.25s", "4s" under a minute (two decimals at most),
+// else format_duration's form.
+std::string seconds_text(double seconds) {
+    if (!(seconds >= 0)) seconds = 0;
+    if (seconds >= 60) return format_duration(seconds);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.2f", seconds);
+    std::string s = buf;
+    while (s.back() == '0')
+        s.pop_back();
+    if (s.back() == '.') s.pop_back();
+    return s + "s";
+}
+
 } // namespace
+
+std::string compact_bytes(std::uint64_t bytes) {
+    std::string s = format_bytes(bytes);
+    auto sp = s.find(' ');
+    if (sp != std::string::npos) s.erase(sp, 1);
+    return s;
+}
+
+std::string mem_cell(const json& rev) {
+    auto cur = bytes_member(object_member(rev, "cgroup"), "memory_current");
+    auto lim = bytes_member(object_member(rev, "limits"), "memory");
+    if (!cur && !lim) return "-";
+    return (cur ? compact_bytes(*cur) : "-") + "/" + (lim ? compact_bytes(*lim) : "-");
+}
+
+std::string format_progress(const json& ev) {
+    auto fetched = bytes_member(ev, "fetched_bytes");
+    auto total = bytes_member(ev, "total_bytes");
+    std::string s = field(ev, "artifact", "?") + " " + (fetched ? format_bytes(*fetched) : "?") +
+                    "/" + (total ? format_bytes(*total) : "?");
+    if (fetched && total && *total > 0) {
+        auto pct = static_cast<unsigned>(
+            std::min<long double>(100.0L, static_cast<long double>(*fetched) * 100.0L /
+                                              static_cast<long double>(*total)));
+        s += " (" + std::to_string(pct) + "%)";
+    }
+    return s;
+}
 
 std::string format_duration(double seconds) {
     if (!(seconds > 0)) return "0s";
@@ -570,8 +822,8 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows) {
 }
 
 std::vector<std::vector<std::string>> status_rows(const json& status, double now) {
-    std::vector<std::vector<std::string>> rows{
-        {"LOCATION", "ID", "STATE", "PID", "UPTIME", "RUNTIME", "CACHE", "REASON"}};
+    std::vector<std::vector<std::string>> rows{{"LOCATION", "ID", "STATE", "PID", "UPTIME",
+                                                "RUNTIME", "CACHE", "MEM", "RESTARTS", "REASON"}};
     if (!status.is_object()) return rows;
     auto locs = status.find("locations");
     if (locs == status.end() || !locs->is_array()) return rows;
@@ -584,7 +836,7 @@ std::vector<std::vector<std::string>> status_rows(const json& status, double now
             if (it != loc.end() && it->is_array()) revs = &*it;
         }
         if (!revs || revs->empty()) {
-            rows.push_back({name, "-", "-", "-", "-", "-", "-", "-"});
+            rows.push_back({name, "-", "-", "-", "-", "-", "-", "-", "-", "-"});
             continue;
         }
         for (const json& rev : *revs) {
@@ -597,16 +849,224 @@ std::vector<std::vector<std::string>> status_rows(const json& status, double now
                     uptime = format_duration(now - *since);
             }
             rows.push_back({name, id, state, field(rev, "pid"), uptime, field(rev, "runtime"),
-                            cache_cell(rev), field(rev, "reason")});
+                            cache_cell(rev), mem_cell(rev), field(rev, "restarts"),
+                            field(rev, "reason")});
         }
     }
     return rows;
 }
 
+std::vector<std::string> status_detail(const json& status, double now) {
+    const json* locs = nullptr;
+    if (status.is_object()) {
+        auto it = status.find("locations");
+        if (it != status.end() && it->is_array() && !it->empty()) locs = &*it;
+    }
+    if (!locs) return {};
+    const json& loc = (*locs)[0];
+    if (!loc.is_object() || !loc.contains("revisions") || !loc["revisions"].is_array() ||
+        loc["revisions"].empty())
+        return {};
+    const json& revs = loc["revisions"];
+    const std::string active = field(loc, "active", "");
+    const json* rev = &revs[0];
+    for (const json& r : revs)
+        if (!active.empty() && field(r, "id", "") == active) rev = &r;
+    const bool is_active = !active.empty() && field(*rev, "id", "") == active;
+
+    std::vector<std::vector<std::string>> rows;
+    auto add = [&](const char* label, std::string value) {
+        rows.push_back({label, one_line(std::move(value))});
+    };
+
+    const std::string state = field(*rev, "state");
+    std::string st = state;
+    if (auto since = parse_timestamp(field(*rev, "state_since", "")))
+        st += " for " + format_duration(now - *since);
+    add("state", st);
+    if (rev->contains("pid") && !(*rev)["pid"].is_null()) add("pid", field(*rev, "pid"));
+
+    const json& cg = object_member(*rev, "cgroup");
+    if (!cg.empty()) {
+        std::vector<std::string> parts{field(cg, "driver", "?"), field(cg, "enforcement", "?")};
+        std::string path = field(cg, "path", "");
+        if (!path.empty()) parts.push_back(path);
+        add("cgroup", join(parts, ", "));
+        auto deg = cg.find("degraded");
+        if (deg != cg.end() && deg->is_array())
+            for (const json& d : *deg)
+                add("degraded", d.is_string() ? d.get<std::string>() : dump_compact(d));
+    }
+
+    const json& lim = object_member(*rev, "limits");
+    {
+        std::vector<std::string> parts;
+        for (const char* k : {"memory", "memory_high"})
+            if (auto b = bytes_member(lim, k))
+                parts.push_back(std::string(k) + " " + format_bytes(*b));
+        for (const char* k : {"cpus", "cpu_weight", "pids"})
+            if (lim.contains(k) && !lim[k].is_null())
+                parts.push_back(std::string(k) + " " + field(lim, k));
+        add("limits", parts.empty() ? "none" : join(parts, ", "));
+    }
+
+    {
+        std::vector<std::string> parts;
+        if (auto cur = bytes_member(cg, "memory_current")) {
+            std::string m = "memory " + format_bytes(*cur);
+            if (auto peak = bytes_member(cg, "memory_peak"))
+                m += " (peak " + format_bytes(*peak) + ")";
+            parts.push_back(m);
+        }
+        if (auto cpu = number(cg, "cpu_usage_usec"))
+            parts.push_back("cpu " + seconds_text(*cpu / 1e6));
+        if (cg.contains("pids_current") && !cg["pids_current"].is_null())
+            parts.push_back("pids " + field(cg, "pids_current"));
+        if (!parts.empty()) add("usage", join(parts, ", "));
+    }
+
+    if (rev->contains("restarts") && !(*rev)["restarts"].is_null())
+        add("restarts", field(*rev, "restarts"));
+
+    if (state == "backoff") {
+        std::string next = field(*rev, "next_attempt_at", "");
+        std::string b = next.empty() ? "waiting to restart" : "next attempt at " + next;
+        if (auto at = parse_timestamp(next)) b += " (in " + format_duration(*at - now) + ")";
+        if (auto secs = number(*rev, "backoff_s")) b += ", backoff " + seconds_text(*secs);
+        add("backoff", b);
+    }
+
+    const std::string reason = field(*rev, "reason", "");
+    if (!reason.empty()) {
+        std::string f = reason;
+        std::string msg = field(*rev, "message", "");
+        if (!msg.empty()) f += ": " + msg;
+        if (rev->contains("exit_code") && !(*rev)["exit_code"].is_null())
+            f += " (exit code " + field(*rev, "exit_code") + ")";
+        else if (rev->contains("signal") && !(*rev)["signal"].is_null())
+            f += " (signal " + field(*rev, "signal") + ")";
+        add(state == "failed" ? "failure" : "last failure", f);
+    }
+
+    const json& oom = object_member(*rev, "oom");
+    if (!oom.empty()) {
+        std::string o = "killed by the " + field(oom, "source", "?");
+        auto peak = bytes_member(oom, "peak");
+        auto limit = bytes_member(oom, "limit");
+        if (peak || limit)
+            o += ": peak " + (peak ? format_bytes(*peak) : std::string("?")) + " of limit " +
+                 (limit ? format_bytes(*limit) : std::string("?"));
+        if (oom.contains("oom_kills") && !oom["oom_kills"].is_null())
+            o += ", oom kills " + field(oom, "oom_kills");
+        add("oom", o);
+    }
+
+    {
+        std::vector<std::string> parts;
+        for (const char* k : {"deps", "source"}) {
+            const json& art = object_member(*rev, k);
+            if (!art.contains("fetched_bytes")) continue;
+            json ev = {{"artifact", k},
+                       {"fetched_bytes", art["fetched_bytes"]},
+                       {"total_bytes", art.contains("total_bytes") ? art["total_bytes"] : json()}};
+            parts.push_back(format_progress(ev));
+        }
+        if (!parts.empty()) add("fetch", join(parts, ", "));
+    }
+
+    std::string user = field(*rev, "user", ""), group = field(*rev, "group", "");
+    if (!user.empty() || !group.empty())
+        add("user", (user.empty() ? "-" : user) + (group.empty() ? "" : ":" + group));
+    const json& stop = object_member(*rev, "stop");
+    if (!stop.empty()) {
+        std::string sv = field(stop, "signal", "?");
+        if (auto g = number(stop, "grace_s")) sv += ", grace " + seconds_text(*g);
+        add("stop", sv);
+    }
+
+    std::vector<std::string> lines{field(*rev, "id") + (is_active ? " (active):" : " (newest):")};
+    std::string table = format_table(rows);
+    std::size_t start = 0;
+    while (start < table.size()) {
+        auto nl = table.find('\n', start);
+        lines.push_back("  " + table.substr(start, nl - start));
+        start = nl + 1;
+    }
+    return lines;
+}
+
+std::vector<std::vector<std::string>> cache_rows(const json& list, double now) {
+    std::vector<std::vector<std::string>> rows{
+        {"KIND", "SHA256", "SIZE", "LAST-USED", "PINNED-BY"}};
+    if (!list.is_object() || !list.contains("entries") || !list["entries"].is_array()) return rows;
+    for (const json& e : list["entries"]) {
+        std::string sha = field(e, "sha256");
+        if (sha.size() > 12) sha.resize(12);
+        auto size = bytes_member(e, "bytes");
+        std::string used = "-";
+        if (auto ts = parse_timestamp(field(e, "last_used", "")))
+            used = format_duration(now - *ts) + " ago";
+        std::vector<std::string> pins;
+        if (e.is_object() && e.contains("pinned_by") && e["pinned_by"].is_array())
+            for (const json& x : e["pinned_by"])
+                pins.push_back(x.is_string() ? x.get<std::string>() : dump_compact(x));
+        rows.push_back({field(e, "kind"), sha, size ? compact_bytes(*size) : "-", used,
+                        pins.empty() ? "-" : one_line(join(pins, ","))});
+    }
+    return rows;
+}
+
+std::string cache_total_line(const json& list) {
+    auto used = bytes_member(list, "used_bytes");
+    auto budget = bytes_member(list, "budget_bytes");
+    std::size_t count = 0;
+    std::uint64_t pinned = 0;
+    if (list.is_object() && list.contains("entries") && list["entries"].is_array()) {
+        for (const json& e : list["entries"]) {
+            ++count;
+            if (e.is_object() && e.contains("pinned_by") && e["pinned_by"].is_array() &&
+                !e["pinned_by"].empty())
+                pinned += bytes_member(e, "bytes").value_or(0);
+        }
+    }
+    return "used " + (used ? format_bytes(*used) : std::string("?")) + " of budget " +
+           (budget ? format_bytes(*budget) : std::string("?")) + " (" + std::to_string(count) +
+           (count == 1 ? " entry, " : " entries, ") + format_bytes(pinned) + " pinned)";
+}
+
+std::vector<std::string> cache_gc_lines(const json& result) {
+    std::vector<std::string> lines;
+    if (result.is_object() && result.contains("evicted") && result["evicted"].is_array()) {
+        for (const json& e : result["evicted"]) {
+            std::string sha = field(e, "sha256");
+            if (sha.size() > 12) sha.resize(12);
+            auto b = bytes_member(e, "bytes");
+            lines.push_back("evicted " + field(e, "kind") + " " + sha + " " +
+                            (b ? format_bytes(*b) : std::string("?")));
+        }
+    }
+    auto used = bytes_member(result, "used_bytes");
+    std::string used_s = used ? format_bytes(*used) : std::string("?");
+    if (lines.empty()) {
+        lines.push_back("nothing to evict; used " + used_s);
+    } else {
+        auto freed = bytes_member(result, "freed_bytes");
+        lines.push_back("freed " + (freed ? format_bytes(*freed) : std::string("?")) +
+                        "; used now " + used_s);
+    }
+    return lines;
+}
+
 std::string format_event(const json& event) {
-    std::string line = field(event, "ts") + " " + field(event, "location") + " " +
-                       field(event, "id") + " " + field(event, "previous") + " -> " +
-                       field(event, "state");
+    const std::string head =
+        field(event, "ts") + " " + field(event, "location") + " " + field(event, "id");
+    const std::string type = field(event, "type", "state");
+    if (type == "progress") return one_line(head + " progress " + format_progress(event));
+    if (type != "state") {
+        std::string state = field(event, "state", "");
+        return one_line(head + " " + type + (state.empty() ? "" : " " + state));
+    }
+    std::string line = head + " " + field(event, "previous") + " -> " + field(event, "state");
     std::string reason = field(event, "reason", ""), message = field(event, "message", "");
     if (!reason.empty()) line += " " + reason;
     if (!message.empty()) line += ": " + message;
@@ -618,51 +1078,270 @@ std::string format_log_line(const json& line) {
                     field(line, "text", ""));
 }
 
-std::optional<json> deploy_params(const Args& a, const std::string& cwd, const Hasher& hash,
-                                  std::string& error) {
-    auto artifact = [&](const char* what, const std::string& given,
-                        const std::string& sha) -> std::optional<json> {
-        if (looks_like_url(given)) return json{{"url", given}, {"sha256", sha}};
-        std::string path = given;
-        if (path.empty() || path[0] != '/') {
-            std::string_view rel(given);
-            while (rel.size() > 2 && rel.substr(0, 2) == "./")
-                rel.remove_prefix(2);
-            path = cwd;
-            if (path.empty() || path.back() != '/') path += '/';
-            path += rel;
+WaitVerdict DeployWaiter::feed(const json& ev) {
+    if (!ev.is_object() || field(ev, "id", "") != id_) return WaitVerdict::waiting;
+    if (field(ev, "type", "state") != "state") return WaitVerdict::waiting;
+    const std::string state = field(ev, "state", "");
+    if (state == "ready") {
+        ever_ready_ = true;
+        return WaitVerdict::ready;
+    }
+    if (state == "failed") return WaitVerdict::failed;
+    if (state == "backoff") {
+        // Crashing after it was ready is the restart policy's business, not
+        // a failed deploy.
+        if (ever_ready_ || field(ev, "previous", "") == "ready") {
+            ever_ready_ = true;
+            return WaitVerdict::waiting;
         }
-        std::string digest = sha;
-        if (digest.empty()) {
-            std::string why;
-            auto h = hash(path, why);
-            if (!h) {
-                // The hasher's message names the path and the failing call.
-                error = std::string(what) + ": " + (why.empty() ? "cannot hash " + path : why);
-                return std::nullopt;
-            }
-            digest = *h;
+        return WaitVerdict::backoff;
+    }
+    if (state == "stopping" || state == "stopped") return WaitVerdict::stopped;
+    return WaitVerdict::waiting;
+}
+
+int wait_exit_status(WaitVerdict v) noexcept {
+    switch (v) {
+    case WaitVerdict::waiting:
+        return -1;
+    case WaitVerdict::ready:
+        return exit_ok;
+    case WaitVerdict::failed:
+    case WaitVerdict::backoff:
+    case WaitVerdict::stopped:
+        return exit_failed;
+    }
+    return -1;
+}
+
+std::optional<int> wait_outcome(const std::string& id, const std::vector<json>& events) {
+    DeployWaiter w(id);
+    for (const json& ev : events) {
+        WaitVerdict v = w.feed(ev);
+        if (v != WaitVerdict::waiting) return wait_exit_status(v);
+    }
+    return std::nullopt;
+}
+
+std::string wait_failure_report(const std::string& id, const json& ev, WaitVerdict v, double now) {
+    const json& rev = object_member(ev, "revision");
+    const std::string message = event_or_revision(ev, "message", "");
+    const std::string msg_part = message.empty() ? "" : ": " + one_line(message);
+    if (v == WaitVerdict::stopped)
+        return "hearthctl: deploy: " + id + " was stopped before it became ready" + msg_part + "\n";
+    const std::string reason = event_or_revision(ev, "reason", "unknown");
+    std::string text;
+    if (v == WaitVerdict::backoff) {
+        text = "hearthctl: deploy: " + id + " is in backoff after " + reason + msg_part + "\n";
+        std::string next = event_or_revision(ev, "next_attempt_at", "");
+        if (next.empty()) {
+            text += "  hearth will retry it (hearthctl does not wait for restarts)\n";
+        } else {
+            text += "  hearth will retry at " + next;
+            if (auto at = parse_timestamp(next)) text += " (in " + format_duration(*at - now) + ")";
+            text += "; hearthctl does not wait for restarts\n";
         }
-        return json{{"path", path}, {"sha256", digest}};
+    } else {
+        text = "hearthctl: deploy: " + id + " failed: " + reason + msg_part + "\n";
+    }
+    auto present = [&](const char* k) { return rev.contains(k) && !rev[k].is_null(); };
+    if (present("exit_code")) text += "  exit code: " + field(rev, "exit_code") + "\n";
+    if (present("signal")) text += "  signal: " + field(rev, "signal") + "\n";
+    if (present("stderr_tail") && rev["stderr_tail"].is_array() && !rev["stderr_tail"].empty()) {
+        text += "  stderr (last " + std::to_string(rev["stderr_tail"].size()) + " lines):\n";
+        for (const json& l : rev["stderr_tail"])
+            text +=
+                "    " + one_line(l.is_string() ? l.get<std::string>() : dump_compact(l)) + "\n";
+    }
+    return text;
+}
+
+std::optional<json> parse_params_text(std::string_view text, const std::string& name,
+                                      std::string& error) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::parse_error& e) {
+        std::string what = e.what();
+        // Drop nlohmann's "[json.exception.parse_error.101] " tag.
+        if (!what.empty() && what[0] == '[') {
+            auto close = what.find("] ");
+            if (close != std::string::npos) what.erase(0, close + 2);
+        }
+        error = name + " is not valid JSON: " + one_line(what);
+        return std::nullopt;
+    }
+    if (!j.is_object()) {
+        error = name + " must hold a JSON object of deploy params, not " +
+                (j.is_array() ? "an array" : std::string("a ") + j.type_name());
+        return std::nullopt;
+    }
+    return j;
+}
+
+std::optional<json> read_params_file(const std::string& path, std::FILE* in, std::string& error) {
+    constexpr std::size_t kMax = 16u * 1024 * 1024;
+    const bool from_stdin = path == "-";
+    const std::string name = from_stdin ? "standard input" : path;
+    std::FILE* f = from_stdin ? in : std::fopen(path.c_str(), "re");
+    if (!f) {
+        error = "cannot read " + name + ": " + std::strerror(errno);
+        return std::nullopt;
+    }
+    std::string text;
+    char buf[65536];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) {
+        text.append(buf, n);
+        if (text.size() > kMax) break;
+    }
+    const int read_errno = std::ferror(f) ? errno : 0;
+    if (!from_stdin) std::fclose(f);
+    if (read_errno != 0) {
+        error = "cannot read " + name + ": " + std::strerror(read_errno);
+        return std::nullopt;
+    }
+    if (text.size() > kMax) {
+        error = name + " is larger than 16 MiB";
+        return std::nullopt;
+    }
+    return parse_params_text(text, name, error);
+}
+
+namespace {
+
+// `p[key]` as an object, replacing whatever non-object was there.
+json& object_slot(json& p, const char* key) {
+    json& slot = p[key];
+    if (!slot.is_object()) slot = json::object();
+    return slot;
+}
+
+std::string absolute(const std::string& given, const std::string& cwd) {
+    if (!given.empty() && given[0] == '/') return given;
+    std::string_view rel(given);
+    while (rel.size() > 2 && rel.substr(0, 2) == "./")
+        rel.remove_prefix(2);
+    std::string path = cwd;
+    if (path.empty() || path.back() != '/') path += '/';
+    path += rel;
+    return path;
+}
+
+} // namespace
+
+DeployBuild deploy_params(const Args& a, const json& base, const std::string& cwd,
+                          const Hasher& hash) {
+    DeployBuild b;
+    auto fail = [&](int status, std::string msg) {
+        b.params.reset();
+        b.status = status;
+        b.error = std::move(msg);
+        return b;
     };
-    json p = {{"location", a.location}};
-    auto deps = artifact("--deps", a.deps, a.deps_sha256);
-    if (!deps) return std::nullopt;
-    auto source = artifact("--source", a.source, a.source_sha256);
-    if (!source) return std::nullopt;
-    p["deps"] = std::move(*deps);
-    p["source"] = std::move(*source);
+    json p = base.is_object() ? base : json::object();
+
+    if (!a.location.empty()) p["location"] = a.location;
+    if (!p.contains("location"))
+        return fail(exit_usage, "missing LOCATION (an argument, or \"location\" in --params)");
+    if (!p["location"].is_string() || !valid_location(p["location"].get<std::string>()))
+        return fail(exit_usage, "--params: invalid \"location\" " + dump_compact(p["location"]) +
+                                    ": expected ^[a-z0-9][a-z0-9_.-]{0,62}$");
+
+    // One artifact: a flag replaces the file's object, except that a lone
+    // --*-sha256 sets the file's digest. Returns false after fail().
+    auto artifact = [&](const char* key, const std::string& given, const std::string& sha) {
+        const std::string flag = std::string("--") + key;
+        json art;
+        if (!given.empty())
+            art = looks_like_url(given) ? json{{"url", given}} : json{{"path", given}};
+        else if (p.contains(key))
+            art = p[key];
+        else {
+            fail(exit_usage, "missing " + flag + " FILE|URL (or \"" + key + "\" in --params)");
+            return false;
+        }
+        if (!art.is_object()) { // hearth names the problem
+            p[key] = std::move(art);
+            return true;
+        }
+        if (!sha.empty()) art["sha256"] = sha;
+        const std::string where = given.empty() ? std::string(key) + " (from --params)" : flag;
+        auto path = art.find("path");
+        if (path != art.end() && path->is_string()) *path = absolute(path->get<std::string>(), cwd);
+        if (!art.contains("sha256")) {
+            if (path != art.end() && path->is_string()) {
+                std::string why;
+                auto h = hash(path->get<std::string>(), why);
+                if (!h) {
+                    // The hasher's message names the path and the failing call.
+                    fail(exit_failed,
+                         where + ": " +
+                             (why.empty() ? "cannot hash " + path->get<std::string>() : why));
+                    return false;
+                }
+                art["sha256"] = *h;
+            } else if (art.contains("url")) {
+                fail(exit_usage, where + " is a URL, so " + flag + "-sha256 is required");
+                return false;
+            }
+        }
+        p[key] = std::move(art);
+        return true;
+    };
+    if (!artifact("deps", a.deps, a.deps_sha256)) return b;
+    if (!artifact("source", a.source, a.source_sha256)) return b;
+
     if (!a.runtime.empty()) p["runtime"] = a.runtime;
     if (!a.module.empty()) p["entry"] = {{"module", a.module}, {"args", a.args}};
     if (!a.env.empty()) {
-        json env = json::object();
+        json& env = object_slot(p, "env");
         for (const auto& [k, v] : a.env)
             env[k] = v; // the last --env for a key wins
-        p["env"] = std::move(env);
     }
     if (!a.cwd.empty()) p["cwd"] = a.cwd;
     if (a.min_uptime_s) p["min_uptime_s"] = *a.min_uptime_s;
-    return p;
+
+    if (a.memory || a.memory_high || a.cpus || a.cpu_weight || a.pids) {
+        json& lim = object_slot(p, "limits");
+        if (a.memory) lim["memory"] = *a.memory;
+        if (a.memory_high) lim["memory_high"] = *a.memory_high;
+        if (a.cpus) lim["cpus"] = *a.cpus;
+        if (a.cpu_weight) lim["cpu_weight"] = *a.cpu_weight;
+        if (a.pids) lim["pids"] = *a.pids;
+    }
+
+    // The short string form when only the policy is given and the file has
+    // no object form to keep; otherwise merge into {"policy", ...}.
+    if (!a.restart.empty() || a.max_restarts || a.restart_window_s) {
+        const bool want_object = a.max_restarts || a.restart_window_s ||
+                                 (p.contains("restart") && p["restart"].is_object());
+        if (!want_object) {
+            p["restart"] = a.restart;
+        } else {
+            json r = json::object();
+            if (p.contains("restart") && p["restart"].is_object())
+                r = p["restart"];
+            else if (p.contains("restart") && p["restart"].is_string())
+                r["policy"] = p["restart"];
+            if (!a.restart.empty()) r["policy"] = a.restart;
+            if (!r.contains("policy")) r["policy"] = "on-failure"; // hearth's default, spelled out
+            if (a.max_restarts) r["max_restarts"] = *a.max_restarts;
+            if (a.restart_window_s) r["window_s"] = *a.restart_window_s;
+            p["restart"] = std::move(r);
+        }
+    }
+
+    if (!a.stop_signal.empty() || a.stop_grace_s) {
+        json& stop = object_slot(p, "stop");
+        if (!a.stop_signal.empty()) stop["signal"] = a.stop_signal;
+        if (a.stop_grace_s) stop["grace_s"] = *a.stop_grace_s;
+    }
+    if (!a.user.empty()) p["user"] = a.user;
+    if (!a.group.empty()) p["group"] = a.group;
+
+    b.params = std::move(p);
+    return b;
 }
 
 // ---------------------------------------------------------------------------
@@ -708,7 +1387,8 @@ std::string dump(const json& j) {
 
 class Runner {
 public:
-    Runner(const Args& a, std::FILE* out, std::FILE* err) : a_(a), out_(out), err_(err) {
+    Runner(const Args& a, std::FILE* out, std::FILE* err, std::FILE* in)
+        : a_(a), out_(out), err_(err), in_(in) {
         if (a.timeout_s > 0) {
             double ms = std::ceil(a.timeout_s * 1000.0);
             timeout_ =
@@ -726,6 +1406,7 @@ public:
         if (c == "stop") return stop();
         if (c == "remove") return remove();
         if (c == "events") return events();
+        if (c == "cache") return cache();
         if (c == "shutdown") return shutdown();
         line_err("unknown command '" + c + "'");
         return exit_usage;
@@ -821,10 +1502,24 @@ private:
         return status;
     }
 
+    static double now_s() {
+        return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    }
+
     int deploy() {
         char buf[PATH_MAX];
         std::string cwd = ::getcwd(buf, sizeof(buf)) ? buf : "/";
-        std::string error;
+        json base = nullptr;
+        if (!a_.params_file.empty()) {
+            std::string why;
+            auto file = read_params_file(a_.params_file, in_, why);
+            if (!file) {
+                line_err("deploy: --params: " + why);
+                return exit_usage;
+            }
+            base = std::move(*file);
+        }
         Hasher hasher = [](const std::string& path,
                            std::string& why) -> std::optional<std::string> {
             Sha256FileResult h = sha256_file(path);
@@ -834,22 +1529,24 @@ private:
             }
             return h.hex;
         };
-        auto params = deploy_params(a_, cwd, hasher, error);
-        if (!params) {
-            line_err("deploy: " + error);
-            return exit_failed;
+        DeployBuild built = deploy_params(a_, base, cwd, hasher);
+        if (!built.ok()) {
+            line_err("deploy: " + built.error);
+            return built.status;
         }
+        const json& params = *built.params;
+        const std::string location = field(params, "location", "");
         if (!connect()) return exit_unavailable;
 
         if (a_.wait) {
             // Subscribe before deploying, so no state change can slip by.
-            auto sub = call("events.subscribe", json{{"location", a_.location}});
+            auto sub = call("events.subscribe", json{{"location", location}});
             if (!sub && sub.error().kind == Failure::Kind::rpc && sub.error().code == -32001)
                 sub = call("events.subscribe", json::object()); // first deploy: not known yet
             if (!sub) return report("events.subscribe", sub.error());
         }
 
-        auto r = call("deploy", *params);
+        auto r = call("deploy", params);
         if (!r) return report("deploy", r.error());
         std::string id = field(r.value(), "id", "");
         if (!a_.wait) {
@@ -867,9 +1564,22 @@ private:
     }
 
     int follow_deploy(const std::string& id) {
+        DeployWaiter waiter(id);
+        // The progress line is redrawn in place, which only makes sense on a
+        // terminal; fileno() of a memstream is -1, so tests never see it.
+        const int err_fd = ::fileno(err_);
+        const bool tty = !a_.json && err_fd >= 0 && ::isatty(err_fd) == 1;
+        bool progress_shown = false;
+        auto clear_progress = [&] {
+            if (!progress_shown) return;
+            std::fputs("\r\033[K", err_);
+            std::fflush(err_);
+            progress_shown = false;
+        };
         for (;;) {
             auto n = client_->next_notification(kNoTimeout);
             if (!n) {
+                clear_progress();
                 if (n.error().kind == Failure::Kind::interrupted) return exit_failed;
                 line_err("deploy: connection lost while waiting for " + id + ": " +
                          one_line(n.error().message));
@@ -877,47 +1587,33 @@ private:
             }
             const json& msg = n.value();
             if (field(msg, "method", "") != "event") continue;
-            const json& ev = msg.contains("params") ? msg["params"] : msg;
+            const json& ev = object_member(msg, "params");
             if (field(ev, "id", "") != id) continue;
-            if (a_.json)
+            const std::string type = field(ev, "type", "state");
+            if (a_.json) {
                 line_out(dump(ev));
-            else
+            } else if (type == "progress") {
+                if (tty) {
+                    std::fprintf(err_, "\r\033[K%s: fetching %s", id.c_str(),
+                                 format_progress(ev).c_str());
+                    std::fflush(err_);
+                    progress_shown = true;
+                }
+                continue;
+            } else if (type != "state") {
+                continue; // a kind of event this hearthctl does not know
+            } else {
+                clear_progress();
                 line_out(format_event(ev));
-            std::string state = field(ev, "state", "");
-            if (state == "ready") return exit_ok;
-            if (state == "failed") {
-                print_failure(id, ev);
-                return exit_failed;
             }
-            if (state == "stopping" || state == "stopped") {
-                std::string m = field(ev, "message", "");
-                line_err("deploy: " + id + " was stopped before it became ready" +
-                         (m.empty() ? "" : ": " + one_line(m)));
-                return exit_failed;
-            }
+            WaitVerdict v = waiter.feed(ev);
+            if (v == WaitVerdict::waiting) continue;
+            clear_progress();
+            if (v == WaitVerdict::ready) return exit_ok;
+            std::fputs(wait_failure_report(id, ev, v, now_s()).c_str(), err_);
+            std::fflush(err_);
+            return exit_failed;
         }
-    }
-
-    void print_failure(const std::string& id, const json& ev) {
-        const json rev =
-            ev.is_object() && ev.contains("revision") ? ev["revision"] : json::object();
-        std::string reason = field(ev, "reason", field(rev, "reason", "unknown"));
-        std::string message = field(ev, "message", field(rev, "message", ""));
-        line_err("deploy: " + id + " failed: " + reason +
-                 (message.empty() ? "" : ": " + one_line(message)));
-        std::string text;
-        if (rev.is_object() && rev.contains("exit_code") && !rev["exit_code"].is_null())
-            text += "  exit code: " + field(rev, "exit_code") + "\n";
-        if (rev.is_object() && rev.contains("signal") && !rev["signal"].is_null())
-            text += "  signal: " + field(rev, "signal") + "\n";
-        if (rev.is_object() && rev.contains("stderr_tail") && rev["stderr_tail"].is_array() &&
-            !rev["stderr_tail"].empty()) {
-            text += "  stderr (last " + std::to_string(rev["stderr_tail"].size()) + " lines):\n";
-            for (const json& l : rev["stderr_tail"])
-                text += "    " + one_line(l.is_string() ? l.get<std::string>() : dump(l)) + "\n";
-        }
-        std::fputs(text.c_str(), err_);
-        std::fflush(err_);
     }
 
     json location_params() const {
@@ -928,12 +1624,33 @@ private:
 
     int status() {
         return simple("status", location_params(), [&](const json& r) {
-            double now =
-                std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-            std::string table = format_table(status_rows(r, now));
-            std::fputs(table.c_str(), out_);
+            const double now = now_s();
+            std::string text = format_table(status_rows(r, now));
+            if (!a_.location.empty()) {
+                auto detail = status_detail(r, now);
+                if (!detail.empty()) text += "\n";
+                for (const auto& l : detail)
+                    text += l + "\n";
+            }
+            std::fputs(text.c_str(), out_);
             std::fflush(out_);
+        });
+    }
+
+    int cache() {
+        if (a_.subcommand == "ls") {
+            return simple("cache.list", json::object(), [&](const json& r) {
+                std::string text = format_table(cache_rows(r, now_s()));
+                text += cache_total_line(r) + "\n";
+                std::fputs(text.c_str(), out_);
+                std::fflush(out_);
+            });
+        }
+        json p = json::object();
+        if (a_.target_bytes) p["target_bytes"] = *a_.target_bytes;
+        return simple("cache.gc", p, [&](const json& r) {
+            for (const auto& l : cache_gc_lines(r))
+                line_out(l);
         });
     }
 
@@ -1043,15 +1760,16 @@ private:
     const Args& a_;
     std::FILE* out_;
     std::FILE* err_;
+    std::FILE* in_;
     Timeout timeout_ = kNoTimeout;
     std::optional<Client> client_;
 };
 
 } // namespace
 
-int run(const Args& args, std::FILE* out, std::FILE* err) {
+int run(const Args& args, std::FILE* out, std::FILE* err, std::FILE* in) {
     try {
-        return Runner(args, out, err).run();
+        return Runner(args, out, err, in).run();
     } catch (const std::exception& e) {
         // Only allocation failure or a library bug can get here.
         std::fprintf(err, "hearthctl: %s: internal error: %s\n", args.command.c_str(), e.what());

@@ -121,6 +121,9 @@ Daemon::~Daemon() = default;
 std::string Daemon::start() {
     if (auto err = make_dirs(options_.state_dir); !err.empty()) return err;
     if (StoreResult opened = store_.open(); !opened.ok()) return opened.error;
+    store_budget_ = options_.store_max_bytes.value_or(default_store_budget(options_.state_dir));
+    if (store_budget_ == 0)
+        return "cannot size the store budget of " + options_.state_dir + "; pass --store-max-bytes";
     for (const char* sub : {"lib", "logs", "scratch", "pycache", "pex-root"})
         if (auto err = make_dirs(options_.state_dir + "/" + sub); !err.empty()) return err;
     boot_script_path_ = options_.state_dir + "/lib/hearth_boot.py";
@@ -254,6 +257,8 @@ void Daemon::register_methods() {
         }
         json info = hearth_info();
         info["cgroup"] = isolation_.describe();
+        info["store"] = {{"budget_bytes", store_budget_}, {"used_bytes", store_used_},
+                         {"pinned_bytes", store_pinned_}};
         reply.result({{"hearth", std::move(info)}, {"locations", std::move(locs)}});
     });
 
@@ -295,6 +300,70 @@ void Daemon::register_methods() {
                            reply.result({{"subscribed", true}});
                        });
 
+    server_.add_method("cache.list", [this](const json&, Reply reply, const ConnPtr&) {
+        auto shared_reply = std::make_shared<Reply>(std::move(reply));
+        run_blocking<std::vector<CacheEntry>>(
+            loop_, [this] { return store_.list_cache(); },
+            [this, shared_reply](std::optional<std::vector<CacheEntry>> entries, std::string error) {
+                if (!entries) return shared_reply->error(rpc::Error{rpc::internal_error, "cache.list: " + error, {}});
+                std::map<ObjectKey, std::vector<std::string>> users;
+                for (const auto& [name, loc] : locations_)
+                    for (const auto& rev : loc.revisions) {
+                        if (!is_live(rev->state)) continue;
+                        for (const ArtifactSpec* a : {&rev->spec.deps, &rev->spec.source})
+                            for (ObjectKind k : {ObjectKind::blob, ObjectKind::tree}) {
+                                auto& ids = users[{k, a->sha256}];
+                                if (std::find(ids.begin(), ids.end(), rev->id) == ids.end()) ids.push_back(rev->id);
+                            }
+                    }
+                json list = json::array();
+                std::uint64_t used = 0, pinned = 0;
+                for (const auto& e : *entries) {
+                    used += e.bytes;
+                    auto it = users.find({e.kind, e.sha256});
+                    json by = it == users.end() ? json::array() : json(it->second);
+                    if (!by.empty()) pinned += e.bytes;
+                    list.push_back({{"kind", object_kind_name(e.kind)},
+                                    {"sha256", e.sha256},
+                                    {"bytes", e.bytes},
+                                    {"last_used", format_timestamp(e.last_used)},
+                                    {"pinned_by", std::move(by)}});
+                }
+                store_used_ = used;
+                store_pinned_ = pinned;
+                shared_reply->result({{"budget_bytes", store_budget_},
+                                      {"used_bytes", used},
+                                      {"pinned_bytes", pinned},
+                                      {"entries", std::move(list)}});
+            });
+    });
+
+    server_.add_method("cache.gc", [this](const json& params, Reply reply, const ConnPtr&) {
+        std::uint64_t target = store_budget_;
+        if (auto it = params.find("target_bytes"); it != params.end() && !it->is_null()) {
+            std::string err;
+            if (!parse_bytes(*it, target, err)) throw rpc::invalid_params_at("params.target_bytes", err);
+        }
+        auto shared_reply = std::make_shared<Reply>(std::move(reply));
+        run_gc(target, [this, shared_reply, target](const GcOutcome& out) {
+            if (!out.error.empty() && out.plan.evict.empty())
+                return shared_reply->error(rpc::Error{rpc::internal_error, "cache.gc: " + out.error, {}});
+            json evicted = json::array();
+            if (out.plan.fits)
+                for (const auto& e : out.plan.evict)
+                    evicted.push_back({{"kind", object_kind_name(e.kind)}, {"sha256", e.sha256}, {"bytes", e.bytes}});
+            json result = {{"evicted", std::move(evicted)},
+                           {"freed_bytes", out.freed},
+                           {"used_bytes", store_used_},
+                           {"target_bytes", target},
+                           {"pinned_bytes", out.plan.pinned_bytes}};
+            if (!out.plan.fits)
+                result["message"] = "objects in use (" + format_bytes(out.plan.pinned_bytes) +
+                                    ") exceed the target; nothing was evicted";
+            shared_reply->result(std::move(result));
+        });
+    });
+
     server_.add_method("shutdown", [this](const json&, Reply reply, const ConnPtr&) {
         reply.result({{"shutting_down", true}});
         init_.request_shutdown("shutdown requested over the control socket");
@@ -319,8 +388,18 @@ Location& Daemon::location_of(const Revision& rev) { return locations_.at(rev.lo
 
 // ---- events and output -----------------------------------------------------
 
+void Daemon::notify_subscribers(const std::string& location, const json& params) {
+    std::erase_if(subscribers_, [&](const Subscriber& s) {
+        auto conn = s.conn.lock();
+        if (!conn || !conn->open()) return true;
+        if (s.location.empty() || s.location == location) conn->notify("event", params);
+        return false;
+    });
+}
+
 void Daemon::emit_event(const Revision& rev, std::optional<State> previous) {
     json params = {{"ts", format_timestamp(rev.state_since)},
+                   {"type", "state"},
                    {"location", rev.location},
                    {"id", rev.id},
                    {"state", state_name(rev.state)},
@@ -328,12 +407,7 @@ void Daemon::emit_event(const Revision& rev, std::optional<State> previous) {
                    {"revision", rev.to_json()}};
     if (!rev.reason.empty()) params["reason"] = rev.reason;
     if (!rev.message.empty()) params["message"] = rev.message;
-    std::erase_if(subscribers_, [&](const Subscriber& s) {
-        auto conn = s.conn.lock();
-        if (!conn || !conn->open()) return true;
-        if (s.location.empty() || s.location == rev.location) conn->notify("event", params);
-        return false;
-    });
+    notify_subscribers(rev.location, params);
 }
 
 void Daemon::on_output_line(const std::string& revision_id, const LogLine& line) {
@@ -472,7 +546,7 @@ void Daemon::extract(const std::string& id) {
                      (is_deps ? "deps: " : "source: ") + message);
                 return;
             }
-            if (--*remaining == 0 && !*failed) inspect(id);
+            if (--*remaining == 0 && !*failed) ensure_space(id);
         };
     };
     store_tree(rev->spec.deps.sha256, on_done(true));
@@ -1025,46 +1099,248 @@ void Daemon::probe_next(std::size_t index) {
 
 namespace {
 bool is_no_space(const StoreResult& r) {
-    return r.status == StoreStatus::io_error &&
-           r.error.find(std::strerror(ENOSPC)) != std::string::npos;
+    return r.status == StoreStatus::no_space ||
+           (r.status == StoreStatus::io_error && r.error.find(std::strerror(ENOSPC)) != std::string::npos);
 }
 } // namespace
 
-void Daemon::shared_store_job(const std::string& key, std::function<StoreResult()> work,
+void Daemon::shared_store_job(const std::string& key, JobStarter start,
                               const char* failure_reason, StoreDone done) {
     auto& waiters = inflight_[key];
     waiters.push_back(std::move(done));
     if (waiters.size() > 1) return; // the running job answers everyone
-    run_blocking<StoreResult>(
-        loop_, std::move(work),
-        [this, key, failure_reason](std::optional<StoreResult> r, std::string error) {
-            auto node = inflight_.extract(key);
-            ArtifactStatus st;
-            std::string why = failure_reason;
-            if (r) {
-                st.cache_hit = r->hit;
-                st.bytes = r->bytes;
-                st.tree = r->path;
-                if (r->status == StoreStatus::digest_mismatch) why = reason::digest_mismatch;
-                else if (is_no_space(*r)) why = reason::no_space;
+    if (gc_running_) {
+        deferred_jobs_.push_back([this, key, start = std::move(start), failure_reason]() mutable {
+            start([this, key, failure_reason](StoreResult r) { finish_store_job(key, failure_reason, std::move(r)); });
+        });
+        return;
+    }
+    start([this, key, failure_reason](StoreResult r) { finish_store_job(key, failure_reason, std::move(r)); });
+}
+
+void Daemon::finish_store_job(const std::string& key, const char* failure_reason, StoreResult r) {
+    {
+        auto node = inflight_.extract(key);
+        ArtifactStatus st;
+        std::string why = failure_reason;
+        st.cache_hit = r.hit;
+        st.bytes = r.bytes;
+        st.tree = r.path;
+        if (r.status == StoreStatus::digest_mismatch) why = reason::digest_mismatch;
+        else if (is_no_space(r)) why = reason::no_space;
+        for (auto& cb : node.mapped()) cb(r.ok(), why, r.error, st);
+    }
+    if (inflight_.empty() && !gc_queue_.empty()) start_gc();
+}
+
+// ---- garbage collection ---------------------------------------------------------
+
+std::set<ObjectKey> Daemon::pinned_objects() const {
+    std::set<ObjectKey> pins;
+    for (const auto& [name, loc] : locations_)
+        for (const auto& rev : loc.revisions) {
+            if (!is_live(rev->state) && !rev->ending) continue;
+            for (const ArtifactSpec* a : {&rev->spec.deps, &rev->spec.source}) {
+                pins.emplace(ObjectKind::blob, a->sha256);
+                pins.emplace(ObjectKind::tree, a->sha256);
             }
-            bool ok = r && r->ok();
-            std::string message = r ? r->error : error;
-            for (auto& cb : node.mapped()) cb(ok, why, message, st);
+        }
+    for (const auto& [key, waiters] : inflight_) {
+        auto colon = key.find(':');
+        pins.emplace(key.compare(0, colon, "tree") == 0 ? ObjectKind::tree : ObjectKind::blob,
+                     key.substr(colon + 1));
+    }
+    return pins;
+}
+
+void Daemon::run_gc(std::uint64_t target, std::function<void(const GcOutcome&)> done) {
+    gc_queue_.emplace_back(target, std::move(done));
+    // Jobs in flight finish first (they are pinned, but a tree they publish
+    // must be counted); finish_store_job starts the GC when the last ends.
+    if (!gc_running_ && inflight_.empty()) start_gc();
+}
+
+void Daemon::start_gc() {
+    if (gc_running_ || gc_queue_.empty()) return;
+    gc_running_ = true;
+    auto batch = std::move(gc_queue_);
+    gc_queue_.clear();
+    // One pass serves every request queued: the smallest target wins.
+    std::uint64_t target = batch.front().first;
+    for (const auto& [t, cb] : batch) target = std::min(target, t);
+    auto pins = pinned_objects();
+    run_blocking<GcOutcome>(
+        loop_,
+        [this, target, pins] {
+            GcOutcome out;
+            out.plan = plan_gc(store_.list_cache(), pins, target);
+            // A plan that does not fit is not applied: evicting everything
+            // unpinned would not help the one who asked.
+            if (!out.plan.fits) return out;
+            for (const auto& e : out.plan.evict) {
+                StoreResult r = store_.evict(e.kind, e.sha256);
+                if (!r.ok() && out.error.empty()) out.error = r.error;
+                out.freed += r.bytes;
+            }
+            return out;
+        },
+        [this, batch = std::move(batch)](std::optional<GcOutcome> out, std::string error) mutable {
+            gc_running_ = false;
+            GcOutcome result = out ? std::move(*out) : GcOutcome{};
+            if (!out) result.error = error;
+            if (out) {
+                store_used_ = result.plan.fits ? result.plan.used_after : result.plan.used_before;
+                store_pinned_ = result.plan.pinned_bytes;
+            }
+            if (!result.plan.evict.empty() && result.plan.fits)
+                log::info("store garbage collected",
+                          {{"evicted", result.plan.evict.size()}, {"freed_bytes", result.freed},
+                           {"used_bytes", store_used_}, {"budget_bytes", store_budget_}});
+            if (!result.error.empty()) log::warn("store garbage collection", {{"error", result.error}});
+            auto deferred = std::move(deferred_jobs_);
+            deferred_jobs_.clear();
+            for (auto& job : deferred) job();
+            for (auto& [t, cb] : batch) cb(result);
+            if (!gc_queue_.empty() && inflight_.empty()) start_gc();
         });
 }
 
+void Daemon::ensure_space(const std::string& id) {
+    run_gc(store_budget_, [this, id](const GcOutcome& outcome) {
+        Revision* rev = find_revision(id);
+        if (!rev || rev->state != State::extracting) return;
+        if (outcome.plan.fits) return inspect(id);
+        fail(*rev, reason::no_space,
+             "the store budget of " + format_bytes(store_budget_) + " cannot hold this revision: " +
+                 "objects in use need " + format_bytes(outcome.plan.pinned_bytes) +
+                 " (raise --store-max-bytes or stop other locations)");
+        // What only this revision used is now unpinned: bring the store back
+        // within its budget.
+        run_gc(store_budget_, [](const GcOutcome&) {});
+    });
+}
+
+Daemon::JobStarter Daemon::blocking_job(std::function<StoreResult()> work) {
+    return [this, work = std::move(work)](std::function<void(StoreResult)> finished) {
+        run_blocking<StoreResult>(loop_, work,
+                                  [finished](std::optional<StoreResult> r, std::string error) {
+                                      if (r) return finished(std::move(*r));
+                                      StoreResult failed;
+                                      failed.status = StoreStatus::io_error;
+                                      failed.error = std::move(error);
+                                      finished(std::move(failed));
+                                  });
+    };
+}
+
 void Daemon::store_blob(const ArtifactSpec& artifact, StoreDone done) {
-    std::string src = artifact.path, hex = artifact.sha256;
-    shared_store_job(
-        "blob:" + hex, [this, src, hex] { return store_.import_file(src, hex); },
-        reason::fetch_error, std::move(done));
+    std::string hex = artifact.sha256;
+    if (artifact.url.empty()) {
+        std::string src = artifact.path;
+        shared_store_job("blob:" + hex, blocking_job([this, src, hex] { return store_.import_file(src, hex); }),
+                         reason::fetch_error, std::move(done));
+        return;
+    }
+    // A digest the store has is never downloaded again, whatever the URL.
+    if (store_.has_blob(hex)) {
+        ArtifactStatus st;
+        st.cache_hit = true;
+        st.tree = store_.blob_path(hex);
+        done(true, "", "", st);
+        return;
+    }
+    std::string url = artifact.url;
+    shared_store_job("blob:" + hex, [this, url, hex](std::function<void(StoreResult)> finished) {
+        download(url, hex, std::move(finished));
+    }, reason::fetch_error, std::move(done));
+}
+
+void Daemon::download(const std::string& url, const std::string& hex,
+                      std::function<void(StoreResult)> finished) {
+    if (!fetcher_) {
+        try {
+            fetcher_ = std::make_unique<Fetcher>(loop_);
+        } catch (const std::exception& e) {
+            StoreResult failed;
+            failed.status = StoreStatus::io_error;
+            failed.error = std::string("cannot start downloads: ") + e.what();
+            return finished(std::move(failed));
+        }
+    }
+    FetchOptions fo;
+    fo.connect_timeout = std::chrono::milliseconds(static_cast<long>(options_.fetch_connect_timeout_s * 1000));
+    fo.stall_timeout = std::chrono::milliseconds(static_cast<long>(options_.fetch_stall_timeout_s * 1000));
+    fo.max_bytes = options_.fetch_max_bytes;
+    fo.max_attempts = options_.fetch_attempts;
+    auto sink = std::make_shared<BlobSink>(store_);
+    std::string shown = redact_url(url);
+    log::info("download started", {{"url", shown}, {"sha256", hex}});
+    auto started = Clock::now();
+    fetcher_->start(
+        url, fo, sink,
+        [this, hex](const FetchProgress& p) { on_fetch_progress(hex, p); },
+        [this, sink, hex, shown, started, finished = std::move(finished)](const FetchResult& r) {
+            if (!r.ok()) {
+                StoreResult failed;
+                failed.status = StoreStatus::io_error;
+                failed.error = r.message;
+                std::string sink_error = sink->error();
+                if (r.kind == FetchErrorKind::sink && !sink_error.empty()) {
+                    failed.error += ": " + sink_error;
+                    if (sink_error.find(std::strerror(ENOSPC)) != std::string::npos)
+                        failed.status = StoreStatus::no_space;
+                }
+                log::warn("download failed", {{"url", shown}, {"error", failed.error}});
+                return finished(std::move(failed));
+            }
+            on_fetch_progress(hex, FetchProgress{r.bytes, r.bytes, true, r.attempts});
+            log::info("download finished", {{"url", shown}, {"bytes", r.bytes}, {"attempts", r.attempts},
+                                            {"ms", elapsed_ms(started)}});
+            // The hash is already complete; the commit fsyncs and renames.
+            run_blocking<StoreResult>(
+                loop_, [sink, hex, shown] { return sink->writer().commit(hex, shown); },
+                [finished](std::optional<StoreResult> c, std::string error) {
+                    if (c) return finished(std::move(*c));
+                    StoreResult failed;
+                    failed.status = StoreStatus::io_error;
+                    failed.error = std::move(error);
+                    finished(std::move(failed));
+                });
+        });
+}
+
+void Daemon::on_fetch_progress(const std::string& hex, const FetchProgress& p) {
+    for (auto& [name, loc] : locations_)
+        for (auto& rev : loc.revisions) {
+            if (rev->state != State::fetching) continue;
+            for (bool is_deps : {true, false}) {
+                const ArtifactSpec& spec = is_deps ? rev->spec.deps : rev->spec.source;
+                if (spec.sha256 != hex || spec.url.empty()) continue;
+                ArtifactStatus& st = is_deps ? rev->deps : rev->source;
+                st.fetched_bytes = p.bytes;
+                st.total_bytes = p.total_known ? std::optional<std::uint64_t>(p.total) : std::nullopt;
+                json params = {{"ts", format_timestamp(WallClock::now())},
+                               {"type", "progress"},
+                               {"location", rev->location},
+                               {"id", rev->id},
+                               {"state", state_name(rev->state)},
+                               {"artifact", is_deps ? "deps" : "source"},
+                               {"fetched_bytes", p.bytes},
+                               {"total_bytes", p.total_known ? json(p.total) : json(nullptr)}};
+                notify_subscribers(rev->location, params);
+            }
+        }
 }
 
 void Daemon::store_tree(const std::string& hex, StoreDone done) {
     unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    ExtractLimits limits;
+    limits.max_entries = options_.extract_max_entries;
+    limits.max_ratio = options_.extract_max_ratio;
+    limits.max_bytes = options_.extract_max_bytes.value_or(std::min<std::uint64_t>(16ULL << 30, store_budget_));
     shared_store_job(
-        "tree:" + hex, [this, hex, threads] { return store_.ensure_tree(hex, ExtractLimits{}, threads); },
+        "tree:" + hex,
+        blocking_job([this, hex, threads, limits] { return store_.ensure_tree(hex, limits, threads); }),
         reason::bad_archive, std::move(done));
 }
 

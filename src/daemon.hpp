@@ -14,12 +14,14 @@
 #include "pex_info.hpp"
 #include "python.hpp"
 #include "store.hpp"
+#include "store_gc.hpp"
 
 #include <uv.h>
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -100,8 +102,33 @@ private:
                                          ArtifactStatus status)>;
     void store_blob(const ArtifactSpec& artifact, StoreDone done);
     void store_tree(const std::string& sha256, StoreDone done);
-    void shared_store_job(const std::string& key, std::function<StoreResult()> work,
-                          const char* failure_reason, StoreDone done);
+    // Starts the work of a shared job; calls the function given exactly once
+    // with the outcome, on the loop.
+    using JobStarter = std::function<void(std::function<void(StoreResult)>)>;
+    void shared_store_job(const std::string& key, JobStarter start, const char* failure_reason,
+                          StoreDone done);
+    JobStarter blocking_job(std::function<StoreResult()> work);
+    void finish_store_job(const std::string& key, const char* failure_reason, StoreResult result);
+    // Downloads `url` into a new blob, verified against `hex`.
+    void download(const std::string& url, const std::string& hex,
+                  std::function<void(StoreResult)> finished);
+    void on_fetch_progress(const std::string& hex, const FetchProgress& progress);
+    void notify_subscribers(const std::string& location, const nlohmann::json& params);
+
+    // Garbage collection. Runs alone: store jobs wait while it runs (a job
+    // could otherwise find a tree as a hit that the GC is deleting), and it
+    // never evicts what a live revision or a running job uses.
+    struct GcOutcome {
+        GcPlan plan;
+        std::uint64_t freed = 0;
+        std::string error;
+    };
+    std::set<ObjectKey> pinned_objects() const;
+    void run_gc(std::uint64_t target, std::function<void(const GcOutcome&)> done);
+    void start_gc();
+    // After extraction: evicts what is needed to keep the store in budget;
+    // fails the revision with no_space when its objects cannot fit.
+    void ensure_space(const std::string& id);
 
     void emit_event(const Revision& rev, std::optional<State> previous); // nullopt: just created
     void on_output_line(const std::string& revision_id, const LogLine& line);
@@ -132,6 +159,13 @@ private:
     Timer probe_timer_;
 
     std::map<std::string, std::vector<StoreDone>> inflight_; // "blob:<hex>" / "tree:<hex>"
+    std::unique_ptr<Fetcher> fetcher_; // created by the first http(s) deploy
+    std::uint64_t store_budget_ = 0;
+    std::uint64_t store_used_ = 0;   // as of the last GC or cache.list
+    std::uint64_t store_pinned_ = 0; // likewise
+    bool gc_running_ = false;
+    std::vector<std::pair<std::uint64_t, std::function<void(const GcOutcome&)>>> gc_queue_;
+    std::vector<std::function<void()>> deferred_jobs_; // store jobs waiting for the GC
 };
 
 // The embedded native-runtime bootstrap (src/hearth_boot.py).

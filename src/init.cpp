@@ -335,7 +335,9 @@ void Init::on_grace_expired(uv_timer_t* timer) {
     // KILL cannot be refused, but a process in uninterruptible sleep may take
     // a while to die; do not wait forever for it.
     uv_timer_start(&self->kill_timer_, on_kill_deadline, 5000, 0);
-    self->stop_hook_done_ = true; // the stop hook's processes were just killed
+    // The stop hook still finishes its work (revisions report `stopped` once
+    // their cgroups are gone, which subscribers wait for); the kill deadline
+    // bounds it.
     self->reap();
 }
 

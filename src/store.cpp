@@ -9,9 +9,11 @@
 #include <fcntl.h>
 #include <memory>
 #include <new>
+#include <optional>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 #include <utility>
 
@@ -30,8 +32,31 @@ StoreResult failed(StoreStatus status, std::string error) {
     return r;
 }
 
+bool is_space_errno(int e) noexcept { return e == ENOSPC || e == EDQUOT; }
+
+StoreStatus status_for_errno(int e) noexcept {
+    return is_space_errno(e) ? StoreStatus::no_space : StoreStatus::io_error;
+}
+
+// A system call's failure: no_space for ENOSPC/EDQUOT, else io_error.
 StoreResult io_failure(const std::string& what, const std::string& path, int e) {
-    return failed(StoreStatus::io_error, what + " " + path + ": " + errno_text(e));
+    StoreResult r = failed(status_for_errno(e), what + " " + path + ": " + errno_text(e));
+    r.sys_errno = e;
+    return r;
+}
+
+// Sets the mtime (and atime) of `name` in `dirfd` to now. Both UTIME_NOW
+// rather than an explicit time: then owning the file is enough, write
+// permission (which read-only store objects lack) is not needed.
+int touch_at(int dirfd, const char* name) noexcept {
+    const struct timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+    return ::utimensat(dirfd, name, now, AT_SYMLINK_NOFOLLOW);
+}
+
+std::chrono::system_clock::time_point mtime_of(const struct stat& st) {
+    using namespace std::chrono;
+    return system_clock::time_point(duration_cast<system_clock::duration>(
+        seconds(st.st_mtim.tv_sec) + nanoseconds(st.st_mtim.tv_nsec)));
 }
 
 StoreResult bad_digest(std::string_view hex) {
@@ -151,11 +176,64 @@ std::vector<std::string> list_digests(int fd) noexcept {
     return out;
 }
 
-StoreStatus status_for(const ExtractResult& r) {
-    return r.code == ExtractError::io ? StoreStatus::io_error : StoreStatus::bad_archive;
+// The StoreResult for a failed extraction, with `error` as its message.
+StoreResult extract_failure(const ExtractResult& x, std::string error) {
+    if (x.code != ExtractError::io) return failed(StoreStatus::bad_archive, std::move(error));
+    const int e = extract_space_errno(x);
+    StoreResult r = failed(e != 0 ? StoreStatus::no_space : StoreStatus::io_error, std::move(error));
+    r.sys_errno = e;
+    return r;
+}
+
+// Allocated bytes of the object `name` in `dirfd` (a blob file or a tree).
+std::optional<std::uint64_t> measure_at(int dirfd, const char* name, ObjectKind kind) {
+    struct stat st {};
+    if (kind == ObjectKind::blob) {
+        if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+            return std::nullopt;
+        }
+        return static_cast<std::uint64_t>(st.st_blocks) * 512;
+    }
+    Fd root = open_dir(dirfd, name);
+    if (!root || ::fstat(root.get(), &st) != 0) return std::nullopt;
+    DiskUsage u;
+    u.ok = true;
+    u.allocated = static_cast<std::uint64_t>(st.st_blocks) * 512;
+    usage_walk(root.get(), 0, u);
+    if (!u.ok) return std::nullopt;
+    return u.allocated;
 }
 
 } // namespace
+
+int extract_space_errno(const ExtractResult& r) noexcept {
+    // extract.cpp reports destination failures (ExtractError::io) only as
+    // text, "entry '<name>': write: <strerror(errno)>" or "create <dest>:
+    // <strerror(errno)>", sometimes followed by " (cleanup: ...)"; it keeps
+    // no errno, and its file is not ours to change. So match the strerror()
+    // text of ENOSPC/EDQUOT (same process, same locale, so the same string)
+    // where a cause stands: after ": " and at the end or before the cleanup
+    // note. The entry name is archive-controlled, so the "entry '<name>': "
+    // prefix is cut off first; a name containing the text then cannot fake
+    // the cause (at worst a misnamed reason, never a skipped check).
+    if (r.code != ExtractError::io) return 0;
+    try {
+        std::string_view msg = r.error;
+        const std::string prefix = "entry '" + r.entry + "': ";
+        if (msg.substr(0, prefix.size()) == prefix) msg.remove_prefix(prefix.size());
+        constexpr std::string_view cleanup = " (cleanup: ";
+        for (int e : {ENOSPC, EDQUOT}) {
+            const std::string text = std::string(": ") + std::strerror(e);
+            for (std::size_t pos = msg.find(text); pos != std::string_view::npos;
+                 pos = msg.find(text, pos + 1)) {
+                std::string_view rest = msg.substr(pos + text.size());
+                if (rest.empty() || rest.substr(0, cleanup.size()) == cleanup) return e;
+            }
+        }
+    } catch (...) {
+    }
+    return 0;
+}
 
 const char* store_status_name(StoreStatus s) noexcept {
     switch (s) {
@@ -165,8 +243,13 @@ const char* store_status_name(StoreStatus s) noexcept {
     case StoreStatus::not_found: return "not_found";
     case StoreStatus::bad_archive: return "bad_archive";
     case StoreStatus::io_error: return "io_error";
+    case StoreStatus::no_space: return "no_space";
     }
     return "unknown";
+}
+
+const char* object_kind_name(ObjectKind k) noexcept {
+    return k == ObjectKind::blob ? "blob" : "tree";
 }
 
 // ---------------------------------------------------------------------------
@@ -177,7 +260,8 @@ BlobWriter::~BlobWriter() { abort(); }
 BlobWriter::BlobWriter(BlobWriter&& other) noexcept
     : store_(std::exchange(other.store_, nullptr)), fd_(std::move(other.fd_)),
       name_(std::move(other.name_)), error_(std::move(other.error_)),
-      bytes_(std::exchange(other.bytes_, 0)), hash_(std::move(other.hash_)) {
+      errno_(std::exchange(other.errno_, 0)), bytes_(std::exchange(other.bytes_, 0)),
+      hash_(std::move(other.hash_)) {
     other.name_.clear();
 }
 
@@ -189,11 +273,14 @@ BlobWriter& BlobWriter::operator=(BlobWriter&& other) noexcept {
         name_ = std::move(other.name_);
         other.name_.clear();
         error_ = std::move(other.error_);
+        errno_ = std::exchange(other.errno_, 0);
         bytes_ = std::exchange(other.bytes_, 0);
         hash_ = std::move(other.hash_);
     }
     return *this;
 }
+
+StoreStatus BlobWriter::failure_status() const noexcept { return status_for_errno(errno_); }
 
 void BlobWriter::abort() noexcept {
     fd_.reset();
@@ -213,6 +300,7 @@ bool BlobWriter::write(const void* data, std::size_t size) noexcept {
         if (w < 0) {
             if (errno == EINTR) continue;
             int e = errno;
+            errno_ = e;
             try {
                 error_ = "write " + store_->dir_ + "/tmp/" + name_ + ": " + errno_text(e);
             } catch (...) {
@@ -234,8 +322,10 @@ StoreResult BlobWriter::commit(std::string_view expected_hex, std::string_view s
             return bad_digest(expected_hex);
         }
         if (!fd_ || store_ == nullptr) {
-            return failed(StoreStatus::io_error,
-                          error_.empty() ? "blob writer is not open" : error_);
+            StoreResult f = failed(failure_status(),
+                                   error_.empty() ? "blob writer is not open" : error_);
+            f.sys_errno = errno_;
+            return f;
         }
         const std::string tmp_path = store_->dir_ + "/tmp/" + name_;
         StoreResult r;
@@ -274,6 +364,7 @@ StoreResult BlobWriter::commit(std::string_view expected_hex, std::string_view s
         if (e == EEXIST) {
             abort(); // someone published the same bytes first
             r.hit = true;
+            (void)touch_at(store_->blobs_fd_.get(), hex.c_str());
         } else if (e != 0) {
             abort();
             return io_failure("publish", tmp_path, e);
@@ -342,6 +433,25 @@ StoreResult Store::open() noexcept {
             }
         }
         r.entries = names.size();
+
+        // Foreign or damaged entries where only published objects belong.
+        for (const auto& [sub, fd, want] : {std::tuple{"/blobs/sha256/", blobs.get(), S_IFREG},
+                                            std::tuple{"/trees/sha256/", trees.get(), S_IFDIR}}) {
+            names.clear();
+            if (!list_dir(fd, names, err)) return io_failure("read", dir_ + sub, err);
+            for (const std::string& n : names) {
+                struct stat st {};
+                if (::fstatat(fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                    if (errno == ENOENT) continue;
+                    return io_failure("stat", dir_ + sub + n, errno);
+                }
+                if (is_sha256_hex(n) && (st.st_mode & S_IFMT) == static_cast<mode_t>(want)) continue;
+                if (std::string e = remove_all(dir_ + sub + n); !e.empty()) {
+                    return failed(StoreStatus::io_error, "remove foreign entry: " + e);
+                }
+                ++r.entries;
+            }
+        }
         lock_fd_ = std::move(lock);
         blobs_fd_ = std::move(blobs);
         trees_fd_ = std::move(trees);
@@ -404,7 +514,8 @@ BlobWriter Store::begin_blob() const noexcept {
         w.fd_.reset(::openat(tmp_fd_.get(), w.name_.c_str(),
                              O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
         if (!w.fd_) {
-            w.error_ = "create " + dir_ + "/tmp/" + w.name_ + ": " + errno_text(errno);
+            w.errno_ = errno;
+            w.error_ = "create " + dir_ + "/tmp/" + w.name_ + ": " + errno_text(w.errno_);
             w.name_.clear();
             return w;
         }
@@ -420,7 +531,8 @@ StoreResult Store::import_file(const std::string& src, std::string_view expected
     try {
         if (!is_sha256_hex(expected_hex)) return bad_digest(expected_hex);
         if (!is_open()) return not_open();
-        if (has_blob(expected_hex)) {
+        if (has_blob(expected_hex) &&
+            touch_at(blobs_fd_.get(), std::string(expected_hex).c_str()) == 0) {
             StoreResult r;
             r.hit = true;
             r.path = blob_path(expected_hex);
@@ -440,8 +552,13 @@ StoreResult Store::import_file(const std::string& src, std::string_view expected
         if (!S_ISREG(st.st_mode)) return failed(StoreStatus::io_error, src + ": not a regular file");
         (void)::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
 
+        const auto writer_failure = [](const BlobWriter& bw) {
+            StoreResult f = failed(bw.failure_status(), bw.error());
+            f.sys_errno = bw.sys_errno();
+            return f;
+        };
         BlobWriter w = begin_blob();
-        if (!w.ok()) return failed(StoreStatus::io_error, w.error());
+        if (!w.ok()) return writer_failure(w);
         std::unique_ptr<char[]> buf(new (std::nothrow) char[copy_buffer_size]);
         if (!buf) return failed(StoreStatus::io_error, "import " + src + ": out of memory");
         for (;;) {
@@ -451,9 +568,7 @@ StoreResult Store::import_file(const std::string& src, std::string_view expected
                 return io_failure("read", src, errno); // w's destructor deletes the temp file
             }
             if (n == 0) break;
-            if (!w.write(buf.get(), static_cast<std::size_t>(n))) {
-                return failed(StoreStatus::io_error, w.error());
-            }
+            if (!w.write(buf.get(), static_cast<std::size_t>(n))) return writer_failure(w);
         }
         return w.commit(expected_hex, src);
     } catch (const std::exception& e) {
@@ -508,7 +623,7 @@ StoreResult Store::unpack_wheels(const std::string& tree, ExtractLimits& budget,
         total.entries += x.entries;
         total.bytes += x.bytes;
         if (!x.ok()) {
-            StoreResult r = failed(status_for(x), "wheel .deps/" + w + ": " + x.error);
+            StoreResult r = extract_failure(x, "wheel .deps/" + w + ": " + x.error);
             r.entry = ".deps/" + w + (x.entry.empty() ? "" : "!" + x.entry);
             return r;
         }
@@ -530,7 +645,9 @@ StoreResult Store::ensure_tree(std::string_view hex_in, const ExtractLimits& lim
         const std::string hex(hex_in);
         StoreResult r;
         r.path = tree_path(hex);
-        if (has_tree(hex)) {
+        // The touch doubles as the existence check: a tree evicted between
+        // has_tree() and here is extracted again rather than reported.
+        if (has_tree(hex) && touch_at(trees_fd_.get(), hex.c_str()) == 0) {
             r.hit = true;
             return r;
         }
@@ -546,10 +663,11 @@ StoreResult Store::ensure_tree(std::string_view hex_in, const ExtractLimits& lim
         r.bytes = x.bytes;
         if (!x.ok()) {
             // extract_zip removed `work` already.
-            StoreResult f = failed(status_for(x), "extract sha256:" + hex + ": " + x.error);
+            StoreResult f = extract_failure(x, "extract sha256:" + hex + ": " + x.error);
             f.entry = x.entry;
             return f;
         }
+        (void)touch_at(blobs_fd_.get(), hex.c_str()); // the blob was just used
         // From here on `work` is ours to delete on every failure path.
         const auto discard = [&](StoreResult f) {
             (void)remove_all(work);
@@ -570,6 +688,7 @@ StoreResult Store::ensure_tree(std::string_view hex_in, const ExtractLimits& lim
         int e = publish(tmp_fd_.get(), name, trees_fd_.get(), hex);
         if (e == EEXIST) {
             r.hit = true; // another thread won; its tree is equivalent
+            (void)touch_at(trees_fd_.get(), hex.c_str());
             return discard(std::move(r));
         }
         if (e != 0) return discard(io_failure("publish", work, e));
@@ -578,49 +697,144 @@ StoreResult Store::ensure_tree(std::string_view hex_in, const ExtractLimits& lim
         // Failing here leaves a complete tree with a writable root: not worth
         // an error.
         (void)::fchmodat(trees_fd_.get(), hex.c_str(), 0555, 0);
+        // The root's mtime is its last change during extraction, and rename
+        // may or may not update it: make the publish count as a use.
+        (void)touch_at(trees_fd_.get(), hex.c_str());
         return r;
     } catch (const std::exception& ex) {
         return failed(StoreStatus::io_error, std::string("ensure_tree: ") + ex.what());
     }
 }
 
-StoreResult Store::remove_tree(std::string_view hex_in) noexcept {
+StoreResult Store::remove_tree(std::string_view hex) noexcept { return evict(ObjectKind::tree, hex); }
+
+StoreResult Store::remove_blob(std::string_view hex) noexcept { return evict(ObjectKind::blob, hex); }
+
+void Store::forget_size(ObjectKind kind, const std::string& hex) noexcept {
+    std::lock_guard<std::mutex> lock(size_mu_);
+    ++size_gen_;
+    auto it = sizes_.find(std::pair<ObjectKind, std::string>(kind, hex));
+    if (it != sizes_.end()) sizes_.erase(it);
+}
+
+StoreResult Store::evict(ObjectKind kind, std::string_view hex_in) noexcept {
     try {
         if (!is_sha256_hex(hex_in)) return bad_digest(hex_in);
         if (!is_open()) return not_open();
         const std::string hex(hex_in);
-        // Move it out of trees/ first (one atomic step), so a crash mid-delete
-        // leaves debris in tmp/, never a half tree under trees/.
-        if (::fchmodat(trees_fd_.get(), hex.c_str(), 0755, 0) != 0) {
-            if (errno == ENOENT) return {};
-            return io_failure("chmod", tree_path(hex), errno);
+        const int dir = kind_fd(kind);
+        const bool tree = kind == ObjectKind::tree;
+        const std::string published = tree ? tree_path(hex) : blob_path(hex);
+        std::optional<std::uint64_t> bytes;
+        {
+            std::lock_guard<std::mutex> lock(size_mu_);
+            auto it = sizes_.find(std::pair<ObjectKind, std::string>(kind, hex));
+            if (it != sizes_.end()) bytes = it->second;
         }
-        const std::string name = temp_name("rm-tree", hex);
-        if (::renameat(trees_fd_.get(), hex.c_str(), tmp_fd_.get(), name.c_str()) != 0) {
+        forget_size(kind, hex);
+        // rename(2) of a directory to another parent rewrites its "..", which
+        // needs write access to the directory itself: open up the sealed root.
+        if (tree && ::fchmodat(dir, hex.c_str(), 0755, 0) != 0) {
             if (errno == ENOENT) return {};
-            return io_failure("move", tree_path(hex), errno);
+            return io_failure("chmod", published, errno);
         }
+        // The unpublishing step: after this one rename the object is gone
+        // from trees/ or blobs/ as a whole; what follows only frees space.
+        const std::string name = temp_name(tree ? "rm-tree" : "rm-blob", hex);
+        if (::renameat(dir, hex.c_str(), tmp_fd_.get(), name.c_str()) != 0) {
+            if (errno == ENOENT) return {}; // evicted by another thread meanwhile
+            return io_failure("move", published, errno);
+        }
+        // Prefer the cached size: it is what list_cache() reported and the
+        // caller accounted for.
+        if (!bytes) bytes = measure_at(tmp_fd_.get(), name.c_str(), kind);
         if (std::string e = remove_all(dir_ + "/tmp/" + name); !e.empty()) {
-            return failed(StoreStatus::io_error, "remove tree sha256:" + hex + ": " + e);
+            return failed(StoreStatus::io_error,
+                          std::string("remove ") + object_kind_name(kind) + " sha256:" + hex + ": " + e);
         }
-        return {};
+        StoreResult r;
+        r.bytes = bytes.value_or(0);
+        return r;
     } catch (const std::exception& ex) {
-        return failed(StoreStatus::io_error, std::string("remove_tree: ") + ex.what());
+        return failed(StoreStatus::io_error, std::string("evict: ") + ex.what());
     }
 }
 
-StoreResult Store::remove_blob(std::string_view hex_in) noexcept {
+StoreResult Store::touch(ObjectKind kind, std::string_view hex) const noexcept {
     try {
-        if (!is_sha256_hex(hex_in)) return bad_digest(hex_in);
+        if (!is_sha256_hex(hex)) return bad_digest(hex);
         if (!is_open()) return not_open();
-        const std::string hex(hex_in);
-        if (::unlinkat(blobs_fd_.get(), hex.c_str(), 0) != 0 && errno != ENOENT) {
-            return io_failure("unlink", blob_path(hex), errno);
+        const std::string h(hex);
+        if (touch_at(kind_fd(kind), h.c_str()) == 0) return {};
+        const int e = errno;
+        if (e == ENOENT) {
+            return failed(StoreStatus::not_found,
+                          std::string(object_kind_name(kind)) + " sha256:" + h + " is not in the store");
         }
-        return {};
+        return io_failure("touch", kind == ObjectKind::blob ? blob_path(h) : tree_path(h), e);
     } catch (const std::exception& ex) {
-        return failed(StoreStatus::io_error, std::string("remove_blob: ") + ex.what());
+        return failed(StoreStatus::io_error, std::string("touch: ") + ex.what());
     }
+}
+
+std::uint64_t Store::object_bytes(ObjectKind kind, std::string_view hex) const noexcept {
+    if (!is_sha256_hex(hex) || !is_open()) return 0;
+    // Missing objects are 0 even if a stale size is cached (removed behind
+    // the store's back); one stat is cheap next to a walk.
+    if (!(kind == ObjectKind::blob ? has_blob(hex) : has_tree(hex))) return 0;
+    return cached_bytes(kind, std::string(hex)).value_or(0);
+}
+
+std::optional<std::uint64_t> Store::cached_bytes(ObjectKind kind, const std::string& hex) const noexcept {
+    try {
+        std::pair<ObjectKind, std::string> key(kind, hex);
+        std::uint64_t gen = 0;
+        {
+            std::lock_guard<std::mutex> lock(size_mu_);
+            auto it = sizes_.find(key);
+            if (it != sizes_.end()) return it->second;
+            gen = size_gen_;
+        }
+        // Measured outside the lock: a tree walk may take a while.
+        std::optional<std::uint64_t> bytes = measure_at(kind_fd(kind), hex.c_str(), kind);
+        if (!bytes) return std::nullopt;
+        std::lock_guard<std::mutex> lock(size_mu_);
+        // An eviction since `gen` may have cut the walk short: do not keep it.
+        if (gen == size_gen_) sizes_.emplace(std::move(key), *bytes);
+        return bytes;
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+std::vector<CacheEntry> Store::list_cache() const noexcept {
+    std::vector<CacheEntry> out;
+    if (!is_open()) return out;
+    try {
+        for (ObjectKind kind : {ObjectKind::blob, ObjectKind::tree}) {
+            const int fd = kind_fd(kind);
+            for (std::string& hex : list_digests(fd)) {
+                struct stat st {};
+                if (::fstatat(fd, hex.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+                std::optional<std::uint64_t> bytes = cached_bytes(kind, hex);
+                if (!bytes) continue; // vanished meanwhile
+                CacheEntry e;
+                e.kind = kind;
+                e.sha256 = std::move(hex);
+                e.bytes = *bytes;
+                e.last_used = mtime_of(st);
+                out.push_back(std::move(e));
+            }
+        }
+        std::sort(out.begin(), out.end(), [](const CacheEntry& a, const CacheEntry& b) {
+            if (a.last_used != b.last_used) return a.last_used > b.last_used;
+            if (a.kind != b.kind) return a.kind == ObjectKind::tree;
+            return a.sha256 < b.sha256;
+        });
+    } catch (...) {
+        out.clear();
+    }
+    return out;
 }
 
 DiskUsage Store::blob_usage(std::string_view hex) const noexcept {

@@ -62,7 +62,7 @@ assert_contains "$DEPLOY_ERR" "SIGKILL" "hearthctl stderr"
 
 # A crash after the revision became ready is seen at once too: it fails
 # (reason exited) and is no longer active.
-deploy_ready late --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --env CRASH=late --min-uptime 0.2
+deploy_ready late --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --env CRASH=late --min-uptime 0.2 --restart never
 assert_eq late-1 "$(active_of late)" "active before the late crash"
 wait_rev_state late late-1 failed 10
 assert_eq "exited 9" "$(rev_get late late-1 "'%s %s' % (r['reason'], r['exit_code'])")" "late crash"
@@ -86,6 +86,6 @@ assert_eq '["bad \ufffd\ufffd bytes", "caf\u00e9 ok", "last \ufffd words"]' \
 # The human-readable status shows the reason.
 run_ctl status crash
 assert_eq 0 "$RUN_RC" "hearthctl status exit code"
-assert_match "$RUN_OUT" $'\n''crash +crash-3 +failed +- +- +native +[a-z/-]+ +exited' "status table"
+assert_match "$RUN_OUT" $'\n''crash +crash-3 +failed +- +- +native +[a-z/-]+ +[^ ]+ +0 +exited' "status table"
 
 finish_deploy_hearth

@@ -1,4 +1,5 @@
 #include "cgroup.hpp"
+#include "spawn.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -978,4 +979,74 @@ TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup",
     REQUIRE(::waitpid(pid, &status, 0) == pid);
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
+}
+
+namespace {
+// Spawns `sh -c 'cat /proc/self/cgroup'` through spawn() into `cg` and
+// returns what it printed.
+std::string spawn_and_read_cgroup(const Cgroup& cg, bool& clone3_used) {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    Fd out_read(fds[0]), out_write(fds[1]);
+    hearth::SpawnRequest req;
+    req.path = "/bin/sh";
+    req.argv = {"sh", "-c", "cat /proc/self/cgroup"};
+    req.stdout_fd = out_write.get();
+    req.cgroup = &cg;
+    hearth::SpawnResult r = hearth::spawn(req);
+    out_write.reset();
+    INFO(r.message);
+    REQUIRE(r.pid > 0);
+    clone3_used = r.clone3_used;
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out_read.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    int status = 0;
+    REQUIRE(::waitpid(r.pid, &status, 0) == r.pid);
+    CHECK(WIFEXITED(status));
+    return text;
+}
+} // namespace
+
+TEST_CASE("real: spawn puts the child in its cgroup before exec (self-placement, clone3 on v2)",
+          "[cgroup][real]") {
+    REAL_PREREQ(::geteuid() == 0, "needs root to write cgroupfs");
+    Layout layout = real_layout();
+    REAL_PREREQ(layout.mode != Mode::none, "no writable cgroupfs: " + layout.reason);
+    {
+        TestParent parent(layout);
+        auto driver = open(layout, parent.config());
+        std::string error;
+        auto cg = driver->create("spawned-1", Limits{}, error);
+        INFO(error);
+        REQUIRE(cg);
+        bool clone3_used = false;
+        std::string seen = spawn_and_read_cgroup(*cg, clone3_used);
+        INFO(seen);
+        // Every hierarchy lists the revision's directory, relative to its root.
+        CHECK(seen.find("/" + parent.name + "/envs/spawned-1\n") != std::string::npos);
+        CHECK(clone3_used == (cg->placement_fd() >= 0));
+        CHECK(cg->kill_all(std::chrono::seconds(2)).empty);
+        CHECK(cg->remove().removed);
+    }
+    // Pure v2 (here: the unified hierarchy alone) is where clone3 applies.
+    REAL_PREREQ(!layout.unified_mount.empty(), "no cgroup2 mount");
+    Layout v2 = layout;
+    v2.mode = Mode::v2;
+    v2.v1.clear();
+    TestParent parent(v2);
+    auto driver = open(v2, parent.config());
+    REQUIRE(driver->mode() == Mode::v2);
+    std::string error;
+    auto cg = driver->create("spawned-2", Limits{}, error);
+    INFO(error);
+    REQUIRE(cg);
+    REQUIRE(cg->placement_fd() >= 0);
+    bool clone3_used = false;
+    std::string seen = spawn_and_read_cgroup(*cg, clone3_used);
+    INFO(seen);
+    CHECK(clone3_used);
+    CHECK(seen.find("0::/" + parent.name + "/envs/spawned-2\n") != std::string::npos);
+    CHECK(cg->remove().removed);
 }

@@ -387,12 +387,13 @@ TEST_CASE("status_rows builds the status table", "[ctl]") {
     auto rows = ctl::status_rows(status, now);
     REQUIRE(rows.size() == 4);
     CHECK(rows[0] == std::vector<std::string>{"LOCATION", "ID", "STATE", "PID", "UPTIME", "RUNTIME",
-                                              "CACHE", "REASON"});
+                                              "CACHE", "MEM", "RESTARTS", "REASON"});
     CHECK(rows[1] == std::vector<std::string>{"analytics", "analytics-4", "failed", "-", "-", "pex",
-                                              "hit/miss", "exited"});
+                                              "hit/miss", "-", "-", "exited"});
     CHECK(rows[2] == std::vector<std::string>{"analytics", "analytics-3*", "ready", "1234", "1m05s",
-                                              "native", "hit/hit", "-"});
-    CHECK(rows[3] == std::vector<std::string>{"empty", "-", "-", "-", "-", "-", "-", "-"});
+                                              "native", "hit/hit", "-", "-", "-"});
+    CHECK(rows[3] ==
+          std::vector<std::string>{"empty", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
     CHECK(ctl::status_rows(json::object(), now).size() == 1);
 }
 
@@ -430,9 +431,9 @@ TEST_CASE("deploy_params: paths, digests, entry, env", "[ctl]") {
                     "--source-sha256", std::string(64, 'b'), "--module", "m", "--arg", "1", "--env",
                     "A=1", "--env", "A=2", "--min-uptime", "2"});
     REQUIRE(r.ok());
-    std::string err;
-    auto p = ctl::deploy_params(r.args, "/work", fake, err);
-    REQUIRE(p);
+    auto built = ctl::deploy_params(r.args, nullptr, "/work", fake);
+    REQUIRE(built.ok());
+    const json* p = &*built.params;
     CHECK(hashed == std::vector<std::string>{"/work/d.pex"});
     CHECK((*p)["location"] == "web");
     CHECK((*p)["deps"] == json{{"path", "/work/d.pex"}, {"sha256", std::string(64, 'f')}});
@@ -448,13 +449,15 @@ TEST_CASE("deploy_params: paths, digests, entry, env", "[ctl]") {
     auto given = parse({"deploy", "web", "--deps", "/a/d.pex", "--deps-sha256",
                         std::string(64, 'c'), "--source", "/a/s.pex"});
     REQUIRE(given.ok());
-    REQUIRE(ctl::deploy_params(given.args, "/", fake, err));
+    REQUIRE(ctl::deploy_params(given.args, nullptr, "/", fake).ok());
     CHECK(hashed == std::vector<std::string>{"/a/s.pex"});
 
     auto missing = parse({"deploy", "web", "--deps", "/missing.pex", "--source", "/s.pex"});
     REQUIRE(missing.ok());
-    CHECK_FALSE(ctl::deploy_params(missing.args, "/", fake, err));
-    CHECK(err == "--deps: open /missing.pex: No such file or directory");
+    auto bad = ctl::deploy_params(missing.args, nullptr, "/", fake);
+    CHECK_FALSE(bad.ok());
+    CHECK(bad.status == ctl::exit_failed);
+    CHECK(bad.error == "--deps: open /missing.pex: No such file or directory");
 }
 
 // ---------------------------------------------------------------------------
@@ -768,8 +771,10 @@ TEST_CASE("hearthctl status, errors and lost connections", "[ctl]") {
         auto r = run_ctl(srv.path, {"status"});
         srv.thread.join();
         CHECK(r.status == ctl::exit_ok);
-        CHECK(r.out == "LOCATION  ID     STATE   PID  UPTIME  RUNTIME  CACHE  REASON\n"
-                       "web       web-1  failed  -    -       native   -      no_interpreter\n");
+        CHECK(r.out ==
+              "LOCATION  ID     STATE   PID  UPTIME  RUNTIME  CACHE  MEM  RESTARTS  REASON\n"
+              "web       web-1  failed  -    -       native   -      -    -         "
+              "no_interpreter\n");
     }
     SECTION("daemon error: one line, exit 1") {
         ServerFixture srv([&](Peer& peer) {
@@ -821,4 +826,226 @@ TEST_CASE("hearthctl logs -f prints the tail then follows", "[ctl]") {
     CHECK(r.err == "hearthctl: logs: 2 older lines were dropped (log buffer overflow)\n"
                    "hearthctl: logs: connection closed by hearth\n");
     CHECK(r.status == ctl::exit_unavailable);
+}
+
+// ---------------------------------------------------------------------------
+// Session 2: backoff, progress, --params, cache, status detail
+
+TEST_CASE("hearthctl deploy --wait: backoff before ready is a failure", "[ctl]") {
+    TempFile deps("abc"), source("abc");
+    ServerFixture srv([&](Peer& peer) {
+        json sub = peer.read_request();
+        peer.reply(sub, {{"subscribed", true}});
+        json dep = peer.read_request();
+        peer.reply(dep, {{"location", "web"}, {"id", "web-2"}});
+        peer.notify("event", {{"type", "progress"},
+                              {"ts", "T1"},
+                              {"location", "web"},
+                              {"id", "web-2"},
+                              {"artifact", "deps"},
+                              {"fetched_bytes", 10},
+                              {"total_bytes", nullptr},
+                              {"state", "fetching"}});
+        peer.notify("event", {{"type", "something-new"}, {"id", "web-2"}, {"state", "failed"}});
+        peer.notify("event", {{"type", "state"},
+                              {"ts", "T2"},
+                              {"location", "web"},
+                              {"id", "web-2"},
+                              {"previous", "starting"},
+                              {"state", "loading"}});
+        json rev = revision("web-2", "backoff");
+        rev["exit_code"] = 1;
+        rev["restarts"] = 0;
+        rev["next_attempt_at"] = "2999-01-01T00:00:00Z";
+        peer.notify("event", {{"type", "state"},
+                              {"ts", "T3"},
+                              {"location", "web"},
+                              {"id", "web-2"},
+                              {"previous", "loading"},
+                              {"state", "backoff"},
+                              {"reason", "exited"},
+                              {"message", "process exited with code 1"},
+                              {"revision", rev}});
+        peer.read_request();
+    });
+    auto r = run_ctl(srv.path,
+                     {"deploy", "web", "--deps", deps.path, "--source", source.path, "--wait"});
+    srv.thread.join();
+    CHECK(r.status == ctl::exit_failed);
+    // Progress goes to a terminal only; the unknown event type is skipped.
+    CHECK(r.out == "T2 web web-2 starting -> loading\n"
+                   "T3 web web-2 loading -> backoff exited: process exited with code 1\n");
+    CHECK(r.err.rfind("hearthctl: deploy: web-2 is in backoff after exited: process exited with "
+                      "code 1\n"
+                      "  hearth will retry at 2999-01-01T00:00:00Z (in ",
+                      0) == 0);
+    CHECK(r.err.find("; hearthctl does not wait for restarts\n  exit code: 1\n") !=
+          std::string::npos);
+}
+
+TEST_CASE("hearthctl deploy --params merges the file under the flags", "[ctl]") {
+    TempFile deps("abc");
+    TempFile params(json{
+        {"location", "analytics"},
+        {"deps", {{"path", deps.path}}},
+        {"source", {{"url", "https://x/s.pex"}, {"sha256", std::string(64, 'b')}}},
+        {"limits", {{"memory", "1Gi"}, {"pids", 10}}},
+        {"restart",
+         "never"}}.dump());
+    std::vector<json> requests;
+    ServerFixture srv([&](Peer& peer) {
+        json sub = peer.read_request();
+        requests.push_back(sub);
+        peer.reply(sub, {{"subscribed", true}});
+        json dep = peer.read_request();
+        requests.push_back(dep);
+        peer.reply(dep, {{"location", "analytics"}, {"id", "analytics-1"}});
+        peer.notify("event", {{"type", "state"},
+                              {"ts", "T"},
+                              {"location", "analytics"},
+                              {"id", "analytics-1"},
+                              {"previous", "loading"},
+                              {"state", "ready"}});
+        peer.read_request();
+    });
+    auto r = run_ctl(srv.path, {"deploy", "--params", params.path, "--memory", "256Mi", "--cpus",
+                                "1.5", "--stop-signal", "INT", "--wait"});
+    srv.thread.join();
+    CHECK(r.err.empty());
+    CHECK(r.status == ctl::exit_ok);
+    REQUIRE(requests.size() == 2);
+    CHECK(requests[0]["params"] == json{{"location", "analytics"}});
+    CHECK(requests[1]["params"] ==
+          json{{"location", "analytics"},
+               {"deps", {{"path", deps.path}, {"sha256", kShaAbc}}},
+               {"source", {{"url", "https://x/s.pex"}, {"sha256", std::string(64, 'b')}}},
+               {"limits", {{"memory", "256Mi"}, {"pids", 10}, {"cpus", 1.5}}},
+               {"restart", "never"},
+               {"stop", {{"signal", "INT"}}}});
+}
+
+TEST_CASE("hearthctl deploy --params: bad files are usage errors before connecting", "[ctl]") {
+    // The socket does not exist: reaching connect() would be exit 3.
+    auto missing =
+        run_ctl("/nonexistent/control.sock", {"deploy", "--params", "/nonexistent/params.json"});
+    CHECK(missing.status == ctl::exit_usage);
+    CHECK(missing.err ==
+          "hearthctl: deploy: --params: cannot read /nonexistent/params.json: No such file or "
+          "directory\n");
+
+    TempFile array("[1]");
+    auto not_object = run_ctl("/nonexistent/control.sock", {"deploy", "--params", array.path});
+    CHECK(not_object.status == ctl::exit_usage);
+    CHECK(not_object.err == "hearthctl: deploy: --params: " + array.path +
+                                " must hold a JSON object of deploy params, not an array\n");
+
+    TempFile no_source(
+        json{{"location", "web"}, {"deps", {{"url", "https://x/d"}, {"sha256", kShaAbc}}}}.dump());
+    auto incomplete = run_ctl("/nonexistent/control.sock", {"deploy", "--params", no_source.path});
+    CHECK(incomplete.status == ctl::exit_usage);
+    CHECK(incomplete.err ==
+          "hearthctl: deploy: missing --source FILE|URL (or \"source\" in --params)\n");
+}
+
+TEST_CASE("hearthctl cache ls and cache gc", "[ctl]") {
+    SECTION("ls") {
+        ServerFixture srv([&](Peer& peer) {
+            json req = peer.read_request();
+            peer.reply(req, {{"budget_bytes", 1073741824},
+                             {"used_bytes", 2097152},
+                             {"entries",
+                              {{{"kind", "blob"},
+                                {"sha256", std::string(64, 'e')},
+                                {"bytes", 2097152},
+                                {"last_used", "bogus"},
+                                {"pinned_by", {"web-1"}}}}}});
+        });
+        auto r = run_ctl(srv.path, {"cache", "ls"});
+        srv.thread.join();
+        CHECK(r.status == ctl::exit_ok);
+        CHECK(r.out == "KIND  SHA256        SIZE  LAST-USED  PINNED-BY\n"
+                       "blob  eeeeeeeeeeee  2MiB  -          web-1\n"
+                       "used 2 MiB of budget 1 GiB (1 entry, 2 MiB pinned)\n");
+    }
+    SECTION("gc --target, --json prints the raw result") {
+        json seen;
+        json result = {{"evicted", json::array()}, {"freed_bytes", 0}, {"used_bytes", 5}};
+        ServerFixture srv([&](Peer& peer) {
+            seen = peer.read_request();
+            peer.reply(seen, result);
+        });
+        auto r = run_ctl(srv.path, {"cache", "gc", "--target", "1Mi", "--json"});
+        srv.thread.join();
+        CHECK(r.status == ctl::exit_ok);
+        CHECK(seen["method"] == "cache.gc");
+        CHECK(seen["params"] == json{{"target_bytes", 1048576}});
+        CHECK(json::parse(r.out) == result);
+    }
+    SECTION("gc without --target sends no target") {
+        json seen;
+        ServerFixture srv([&](Peer& peer) {
+            seen = peer.read_request();
+            peer.reply(seen,
+                       {{"evicted",
+                         {{{"kind", "tree"}, {"sha256", std::string(64, 'a')}, {"bytes", 1024}}}},
+                        {"freed_bytes", 1024},
+                        {"used_bytes", 0}});
+        });
+        auto r = run_ctl(srv.path, {"cache", "gc"});
+        srv.thread.join();
+        CHECK(seen["params"] == json::object());
+        CHECK(r.out == "evicted tree aaaaaaaaaaaa 1 KiB\nfreed 1 KiB; used now 0 B\n");
+    }
+}
+
+TEST_CASE("hearthctl events prints progress lines; status LOCATION adds details", "[ctl]") {
+    SECTION("events") {
+        ServerFixture srv([&](Peer& peer) {
+            json req = peer.read_request();
+            peer.reply(req, {{"subscribed", true}});
+            peer.notify("event", {{"type", "progress"},
+                                  {"ts", "T"},
+                                  {"location", "web"},
+                                  {"id", "web-1"},
+                                  {"artifact", "source"},
+                                  {"fetched_bytes", 512},
+                                  {"total_bytes", 2048},
+                                  {"state", "fetching"}});
+            peer.notify("event", {{"type", "mystery"}});
+            peer.close();
+        });
+        auto r = run_ctl(srv.path, {"events"});
+        srv.thread.join();
+        CHECK(r.out == "T web web-1 progress source 512 B/2 KiB (25%)\n- - - mystery\n");
+        CHECK(r.status == ctl::exit_unavailable);
+    }
+    SECTION("status web") {
+        ServerFixture srv([&](Peer& peer) {
+            json req = peer.read_request();
+            json rev = revision("web-1", "ready");
+            rev["restarts"] = 0;
+            rev["limits"] = {{"memory", 1048576}};
+            rev["cgroup"] = {{"driver", "v2"},
+                             {"enforcement", "enforced"},
+                             {"path", "/sys/fs/cgroup/h/web-1"},
+                             {"memory_current", 524288}};
+            peer.reply(req, {{"hearth", json::object()},
+                             {"locations",
+                              {{{"location", "web"}, {"active", "web-1"}, {"revisions", {rev}}}}}});
+        });
+        auto r = run_ctl(srv.path, {"status", "web"});
+        srv.thread.join();
+        CHECK(r.status == ctl::exit_ok);
+        CHECK(
+            r.out ==
+            "LOCATION  ID      STATE  PID  UPTIME  RUNTIME  CACHE  MEM          RESTARTS  REASON\n"
+            "web       web-1*  ready  -    -       native   -      512KiB/1MiB  0         -\n"
+            "\n"
+            "web-1 (active):\n"
+            "  state     ready\n"
+            "  cgroup    v2, enforced, /sys/fs/cgroup/h/web-1\n"
+            "  limits    memory 1 MiB\n"
+            "  usage     memory 512 KiB\n"
+            "  restarts  0\n");
+    }
 }
