@@ -511,7 +511,13 @@ void Daemon::fetch(const std::string& id) {
                                                       std::string message, ArtifactStatus st) {
             Revision* r = find_revision(id);
             if (!r || r->state != State::fetching) return;
-            (is_deps ? r->deps : r->source) = st;
+            ArtifactStatus& target = is_deps ? r->deps : r->source;
+            // Keep the download's progress figures.
+            auto fetched = target.fetched_bytes;
+            auto total = target.total_bytes;
+            target = st;
+            target.fetched_bytes = fetched;
+            target.total_bytes = total;
             if (!ok && !*failed) {
                 *failed = true;
                 // shared_store_job already classified the failure.
