@@ -504,6 +504,7 @@ void Daemon::fetch(const std::string& id) {
     Revision* rev = find_revision(id);
     if (!rev || rev->state != State::pending) return;
     set_state(*rev, State::fetching);
+    prepare_cgroup(id);
     auto remaining = std::make_shared<int>(2);
     auto failed = std::make_shared<bool>(false);
     auto on_done = [this, id, remaining, failed](bool is_deps) {
@@ -695,22 +696,29 @@ void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspec
     start_process(id);
 }
 
-void Daemon::start_process(const std::string& id) {
+// The cgroup is created while the revision fetches and extracts, so its
+// start does not wait for it; start_process picks it up (or waits for it).
+void Daemon::prepare_cgroup(const std::string& id) {
     Revision* rev = find_revision(id);
-    if (!rev || rev->state != State::starting) return;
-    if (rev->cgroup || !rev->cgroup_driver.empty()) return spawn_process(id);
+    if (!rev || !rev->cgroup_driver.empty()) return;
     rev->cgroup_driver = isolation_.driver_name();
+    rev->cgroup_state = Revision::CgroupState::creating;
     isolation_.create(rev->id, rev->spec.limits,
                       [this, id](std::shared_ptr<cgroup::Cgroup> cg, std::string error) {
                           Revision* r = find_revision(id);
-                          if (!r) return; // the job's shared_ptr removes nothing: see below
+                          if (!r || is_final(r->state) || r->ending) {
+                              // Ended meanwhile, without this cgroup.
+                              if (cg) isolation_.remove(std::move(cg), [](cgroup::Removal) {});
+                              return;
+                          }
                           if (!cg) {
-                              r->cgroup_driver.clear();
-                              if (r->state == State::starting)
-                                  fail(*r, reason::spawn_error, "cgroup: " + error);
+                              r->cgroup_state = Revision::CgroupState::failed;
+                              r->cgroup_error = error;
+                              if (r->state == State::starting) start_process(id);
                               return;
                           }
                           r->cgroup = std::move(cg);
+                          r->cgroup_state = Revision::CgroupState::ready;
                           const auto& l = r->spec.limits;
                           r->degraded = r->cgroup->unenforced();
                           bool any_limit = l.memory_max || l.memory_high || l.cpu_quota ||
@@ -724,14 +732,26 @@ void Daemon::start_process(const std::string& id) {
                               if (!any_limit) r->degraded.push_back("no cgroup: stop reaches the session tree only");
                           }
                           r->enforced = r->degraded.empty();
-                          if (r->state != State::starting) {
-                              // Stopped meanwhile: end_revision ran without
-                              // this cgroup; remove it now.
-                              isolation_.remove(std::move(r->cgroup), [](cgroup::Removal) {});
-                              return;
-                          }
-                          spawn_process(id);
+                          if (r->state == State::starting && r->start_waiting) start_process(id);
                       });
+}
+
+void Daemon::start_process(const std::string& id) {
+    Revision* rev = find_revision(id);
+    if (!rev || rev->state != State::starting) return;
+    switch (rev->cgroup_state) {
+    case Revision::CgroupState::none:
+        rev->start_waiting = true;
+        return prepare_cgroup(id);
+    case Revision::CgroupState::creating:
+        rev->start_waiting = true;
+        return;
+    case Revision::CgroupState::failed:
+        return fail(*rev, reason::spawn_error, "cgroup: " + rev->cgroup_error);
+    case Revision::CgroupState::ready:
+        rev->start_waiting = false;
+        return spawn_process(id);
+    }
 }
 
 void Daemon::spawn_process(const std::string& id) {

@@ -71,6 +71,7 @@ private:
     void launch(const std::string& id, std::shared_ptr<InspectResult> inspected,
                 std::vector<std::string> sys_path);
     // (Re)starts the revision's process: creates its cgroup first if needed.
+    void prepare_cgroup(const std::string& id);
     void start_process(const std::string& id);
     void spawn_process(const std::string& id);
     void on_min_uptime(Revision& rev);

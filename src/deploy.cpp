@@ -355,7 +355,8 @@ json Revision::to_json() const {
         {"timings_ms", timings_ms},
         {"restarts", restarts},
         {"restart", restart_policy_name(spec.restart.policy)},
-        {"stop", {{"signal", signal_name(spec.stop.signal)}, {"grace_s", spec.stop.grace_s}}},
+        {"stop", {{"signal", signal_name(spec.stop.signal).substr(signal_name(spec.stop.signal).rfind("SIG", 0) == 0 ? 3 : 0)},
+                  {"grace_s", spec.stop.grace_s}}},
     };
     json lim = limits_to_json(spec.limits);
     if (!lim.empty()) j["limits"] = std::move(lim);

@@ -147,6 +147,9 @@ struct Revision {
 
     // Resources (see isolation.hpp): the revision's cgroup while it exists.
     std::shared_ptr<cgroup::Cgroup> cgroup;
+    enum class CgroupState { none, creating, ready, failed } cgroup_state = CgroupState::none;
+    std::string cgroup_error;            // when failed
+    bool start_waiting = false;          // start_process waits for the cgroup
     std::string cgroup_driver;           // driver name, for status
     bool enforced = false;               // limits enforced by the kernel
     std::vector<std::string> degraded;   // what is not, and what stands in

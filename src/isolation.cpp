@@ -121,13 +121,19 @@ cgroup::Usage Isolation::watchdog_usage(const std::string& name) const {
 }
 
 void Isolation::signal_all(const cgroup::Cgroup* cg, pid_t session, int sig) {
-    if (session > 0) ::kill(-session, sig);
+    // Each process exactly once: a program may read a second SIGINT as
+    // "stop now" and cut its graceful shutdown short.
+    std::vector<pid_t> targets;
     if (cg && !is_none()) {
-        for (pid_t pid : cg->pids()) ::kill(pid, sig);
+        targets = cg->pids();
+    } else if (session > 0) {
+        for (const auto& p : session_tree(scan_processes(), session)) targets.push_back(p.pid);
+    }
+    if (targets.empty()) {
+        if (session > 0) ::kill(-session, sig);
         return;
     }
-    if (session <= 0) return;
-    for (const auto& p : session_tree(scan_processes(), session)) ::kill(p.pid, sig);
+    for (pid_t pid : targets) ::kill(pid, sig);
 }
 
 void Isolation::kill_all(std::shared_ptr<cgroup::Cgroup> cg, pid_t session,
@@ -135,6 +141,8 @@ void Isolation::kill_all(std::shared_ptr<cgroup::Cgroup> cg, pid_t session,
                          std::function<void(cgroup::KillResult)> done) {
     if (session > 0) ::kill(-session, SIGKILL);
     if (!cg || is_none()) {
+        // KILL twice does no harm: the group first (nothing in it can fork
+        // after that), then what left the group within the session tree.
         signal_all(nullptr, session, SIGKILL);
         cgroup::KillResult r;
         r.supported = false;

@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Helper of bench/spawn_cost.sh and bench/noisy_neighbour.sh (stdlib only).
+
+Subcommands:
+
+  spawn --target NAME=SOCKET ... --deps P --source P --runs N [--warmup W]
+        [--limits JSON] --stamp-dir DIR --out FILE
+      Deploys the workload `hold` (tests/fixtures/workloads.py) to each target
+      in turn, N rounds alternating (so drift hits every target alike), and
+      times on CLOCK_REALTIME, from just before the deploy request is sent:
+        exec   -> the time user code began (the workload stamps it first
+                  thing into a file: interpreter start-up included)
+        spawn  -> the `loading` event (hearth has spawned the process)
+      and keeps hearth's own timings_ms["starting"] (cgroup creation,
+      placement, fork/exec). Each revision is stopped before the next round.
+
+  client --port P --requests N [--interval-us U] [--out FILE]
+      One persistent TCP connection, N request/response round trips ("ok <n>"
+      expected back), one every U us (0: back to back); writes JSON
+      {lat_us: [...], failed: N}.
+
+  noisy --socket S --deps P --source P --port P --requests N --interval-us U
+        --rounds R --memory-mount DIR --parent PARENT --workdir DIR --out FILE
+      The noisy-neighbour scenario (see bench/noisy_neighbour.sh).
+
+  report-spawn FILE / report-noisy FILE
+      Print the tables.
+
+All processes this starts are stopped by pid; revisions through hearth.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+
+# ------------------------------------------------------------------ rpc
+
+
+class Rpc:
+    """A JSON-RPC connection to hearth's control socket."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+        self.next_id = 1
+
+    def send(self, method, params):
+        rid = self.next_id
+        self.next_id += 1
+        self.sock.sendall((json.dumps({"jsonrpc": "2.0", "id": rid, "method": method,
+                                       "params": params}) + "\n").encode())
+        return rid
+
+    def call(self, method, params=None):
+        rid = self.send(method, params or {})
+        while True:
+            msg = self.read()
+            if msg.get("id") == rid:
+                if "error" in msg:
+                    raise RuntimeError("%s: %s" % (method, msg["error"]))
+                return msg["result"]
+
+    def read(self):
+        raw = self.file.readline()
+        if not raw:
+            raise RuntimeError("hearth closed the connection")
+        return json.loads(raw)
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+def artifact(path):
+    with open(path, "rb") as f:
+        return {"path": os.path.abspath(path), "sha256": hashlib.sha256(f.read()).hexdigest()}
+
+
+def iso_to_epoch(ts):
+    return datetime.strptime(ts.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def revision(status, rid):
+    for loc in status["locations"]:
+        for r in loc["revisions"]:
+            if r["id"] == rid:
+                return r
+    return None
+
+
+def wait_state(events, rid, states, timeout):
+    """Reads events from `events` (an Rpc subscribed) until revision rid
+    reaches one of `states`; returns (event params, arrival time)."""
+    deadline = time.time() + timeout
+    events.sock.settimeout(timeout)
+    while time.time() < deadline:
+        msg = events.read()
+        now = time.time()
+        if msg.get("method") != "event":
+            continue
+        p = msg["params"]
+        if p.get("id") == rid and p.get("type", "state") == "state" and p.get("state") in states:
+            return p, now
+    raise RuntimeError("timed out waiting for %s to be %s" % (rid, states))
+
+
+# ---------------------------------------------------------------- spawn
+
+
+def read_stamp(path, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                return float(text.splitlines()[0])
+        except FileNotFoundError:
+            pass
+        time.sleep(0.002)
+    raise RuntimeError("no stamp in %s" % path)
+
+
+def cmd_spawn(a):
+    targets = []
+    for t in a.target:
+        name, _, path = t.partition("=")
+        targets.append((name, path))
+    deps, source = artifact(a.deps), artifact(a.source)
+    limits = json.loads(a.limits) if a.limits else None
+    results = {name: [] for name, _ in targets}
+    n = 0
+    for rnd in range(a.warmup + a.runs):
+        for name, path in targets if rnd % 2 == 0 else list(reversed(targets)):
+            n += 1
+            stamp = os.path.join(a.stamp_dir, "stamp-%s-%d" % (name, n))
+            ctl = Rpc(path)
+            events = Rpc(path)
+            events.call("events.subscribe", {"location": "spawn"})
+            params = {"location": "spawn", "deps": deps, "source": source,
+                      "entry": {"module": "hearth_workloads", "args": ["hold", "stamp=" + stamp]},
+                      "restart": "never", "min_uptime_s": 0.05}
+            if limits:
+                params["limits"] = limits
+            t0 = time.time()
+            rid = ctl.call("deploy", params)["id"]
+            ev, t_loading = wait_state(events, rid, ("loading", "failed"), 30)
+            if ev["state"] == "failed":
+                raise RuntimeError("deploy to %s failed: %s" % (name, ev))
+            t_exec = read_stamp(stamp)
+            wait_state(events, rid, ("ready", "failed"), 30)
+            r = revision(ctl.call("status", {"location": "spawn"}), rid)
+            ctl.call("stop", {"location": "spawn", "id": rid})
+            ctl.close()
+            events.close()
+            if rnd >= a.warmup:
+                results[name].append({
+                    "exec_ms": (t_exec - t0) * 1000.0,
+                    "spawn_ms": (t_loading - t0) * 1000.0,
+                    "starting_ms": (r.get("timings_ms") or {}).get("starting"),
+                    "driver": (r.get("cgroup") or {}).get("driver"),
+                })
+    with open(a.out, "w") as f:
+        json.dump(results, f)
+
+
+def cmd_report_spawn(a):
+    with open(a.file) as f:
+        results = json.load(f)
+    print("deploy -> exec latency, medians over %d runs per driver (alternating)" %
+          min(len(v) for v in results.values()))
+    print("%-10s %-8s %12s %12s %14s %10s" % ("target", "driver", "exec ms", "spawn ms",
+                                               "starting ms", "p90 exec"))
+    med = {}
+    for name, runs in results.items():
+        ex = [r["exec_ms"] for r in runs]
+        sp = [r["spawn_ms"] for r in runs]
+        st = [r["starting_ms"] for r in runs if r["starting_ms"] is not None]
+        med[name] = (statistics.median(ex), statistics.median(sp),
+                     statistics.median(st) if st else float("nan"))
+        print("%-10s %-8s %12.2f %12.2f %14.2f %10.2f" % (
+            name, runs[0]["driver"], med[name][0], med[name][1], med[name][2], pct(ex, 90)))
+    names = list(results)
+    if len(names) == 2:
+        a0, b0 = med[names[0]], med[names[1]]
+        print("difference %s - %s: exec %+.2f ms, spawn %+.2f ms, starting %+.2f ms" % (
+            names[0], names[1], a0[0] - b0[0], a0[1] - b0[1], a0[2] - b0[2]))
+
+
+# ---------------------------------------------------------------- client
+
+
+def cmd_client(a):
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=2.0)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    lat = []
+    failed = 0
+    interval = a.interval_us / 1e6
+    start = time.perf_counter()
+    for i in range(a.requests):
+        if interval > 0:
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        msg = b"%d\n" % i
+        t0 = time.perf_counter_ns()
+        try:
+            s.sendall(msg)
+            line = f.readline()
+            ok = line == b"ok " + msg
+        except OSError:
+            ok = False
+            try:
+                s.close()
+                s = socket.create_connection(("127.0.0.1", a.port), timeout=2.0)
+                f = s.makefile("rb")
+            except OSError:
+                pass
+        t1 = time.perf_counter_ns()
+        if ok:
+            lat.append((t1 - t0) / 1000.0)
+        else:
+            failed += 1
+    out = json.dumps({"lat_us": lat, "failed": failed})
+    if a.out:
+        with open(a.out, "w") as fo:
+            fo.write(out)
+    else:
+        print(out)
+
+
+# ----------------------------------------------------------------- noisy
+
+
+class OomPoller(threading.Thread):
+    """Polls a v1 memory cgroup's memory.oom_control (oom_kill) or a v2
+    memory.events (oom_kill) every ~0.5 ms; records when the counter first
+    rises (the kernel-side kill time, to within the poll period)."""
+
+    def __init__(self, files):
+        super().__init__(daemon=True)
+        self.files = files
+        self.kill_time = None
+        self.stop = False
+        self.seen = False
+
+    @staticmethod
+    def _read(path):
+        try:
+            with open(path) as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == "oom_kill":
+                        return int(v)
+        except OSError:
+            return None
+        return None
+
+    def run(self):
+        while not self.stop and self.kill_time is None:
+            for path in self.files:
+                v = self._read(path)
+                if v is not None:
+                    self.seen = True
+                    if v > 0:
+                        self.kill_time = time.time()
+                        break
+            time.sleep(0.0005)
+
+
+def _memory_files(memory_mount, parent, name):
+    d = os.path.join(memory_mount + parent, "envs", name)
+    return [os.path.join(d, "memory.oom_control"), os.path.join(d, "memory.events")]
+
+
+def run_client(helper, port, n, out, interval_us):
+    return subprocess.Popen([sys.executable, helper, "client", "--port", str(port),
+                             "--requests", str(n), "--interval-us", str(interval_us),
+                             "--out", out])
+
+
+def cmd_noisy(a):
+    deps, source = artifact(a.deps), artifact(a.source)
+    helper = os.path.abspath(__file__)
+    ctl = Rpc(a.socket)
+
+    def deploy(loc, args, extra, wait=("ready",)):
+        ev = Rpc(a.socket)
+        ev.call("events.subscribe", {"location": loc})
+        params = {"location": loc, "deps": deps, "source": source,
+                  "entry": {"module": "hearth_workloads", "args": args},
+                  "restart": "never", "min_uptime_s": 0.3}
+        params.update(extra)
+        rid = ctl.call("deploy", params)["id"]
+        return rid, ev
+
+    rid, ev = deploy("latency", ["serve", "port=%d" % a.port], {})
+    p, _ = wait_state(ev, rid, ("ready", "failed"), 30)
+    ev.close()
+    if p["state"] != "ready":
+        raise RuntimeError("latency server failed: %s" % p)
+
+    conds = ["alone", "cpu", "cpu_w10", "mem", "both"]
+    result = {"conds": conds, "lat": {c: [] for c in conds}, "failed": {c: 0 for c in conds},
+              "oom": [], "cpuhog_usage_usec": []}
+    run_client(helper, a.port, 500, os.path.join(a.workdir, "warm.json"), 0).wait()
+
+    def memory_hog(tag):
+        beat = os.path.join(a.workdir, "beat-%s" % tag)
+        mem_rid, ev = deploy("memhog", ["hog", "step_mb=4", "pause=0.01", "delay=0.3",
+                                        "beat=" + beat],
+                             {"limits": {"memory": "64Mi"}, "min_uptime_s": 0.1})
+        # The cgroup exists once the process runs (loading).
+        wait_state(ev, mem_rid, ("loading", "failed"), 30)
+        r = revision(ctl.call("status", {"location": "memhog"}), mem_rid)
+        name = os.path.basename((r.get("cgroup") or {}).get("path") or mem_rid)
+        poller = OomPoller(_memory_files(a.memory_mount, a.parent, name))
+        poller.start()
+        p, t_event = wait_state(ev, mem_rid, ("failed",), 30)
+        poller.stop = True
+        poller.join()
+        ev.close()
+        last_beat = None
+        try:
+            with open(beat) as f:
+                last_beat = float(f.read().split()[-1])
+        except (OSError, IndexError, ValueError):
+            pass
+        result["oom"].append({
+            "reason": p.get("reason"),
+            "source": ((p.get("revision") or {}).get("oom") or {}).get("source"),
+            "kernel_kill": poller.kill_time,
+            "last_beat": last_beat,
+            "event_arrival": t_event,
+            "event_ts": iso_to_epoch(p["ts"]) if p.get("ts") else None,
+        })
+
+    n_hog = 0
+    for rnd in range(a.rounds):
+        for cond in conds:
+            cpu_rid = None
+            if cond in ("cpu", "cpu_w10", "both"):
+                limits = {"cpus": 0.5}
+                if cond == "cpu_w10":
+                    limits["cpu_weight"] = 10
+                cpu_rid, ev = deploy("cpuhog", ["spin", "threads=2"], {"limits": limits})
+                wait_state(ev, cpu_rid, ("ready", "failed"), 30)
+                ev.close()
+            out = os.path.join(a.workdir, "%s-%d.json" % (cond, rnd))
+            c = run_client(helper, a.port, a.requests, out, a.interval_us)
+            if cond in ("mem", "both"):
+                while c.poll() is None:
+                    n_hog += 1
+                    memory_hog(str(n_hog))
+            c.wait()
+            with open(out) as f:
+                r = json.load(f)
+            result["lat"][cond] += r["lat_us"]
+            result["failed"][cond] += r["failed"]
+            if cpu_rid:
+                st = revision(ctl.call("status", {"location": "cpuhog"}), cpu_rid)
+                result["cpuhog_usage_usec"].append((st.get("cgroup") or {}).get("cpu_usage_usec"))
+                ctl.call("stop", {"location": "cpuhog"})
+    ctl.call("stop", {"location": "latency"})
+    with open(a.out, "w") as f:
+        json.dump(result, f)
+
+
+def cmd_report_noisy(a):
+    with open(a.file) as f:
+        r = json.load(f)
+    lat = r["lat"]
+    base = pct(lat["alone"], 99)
+    labels = {"alone": "alone", "cpu": "cpu hog (cpus 0.5)",
+              "cpu_w10": "cpu hog (0.5, weight 10)", "mem": "memory hogs (OOM)",
+              "both": "cpu hog + memory hogs"}
+    print("latency server: paced requests over one connection, %d per condition" % len(lat["alone"]))
+    print("%-26s %9s %9s %10s %7s %9s" % ("", "p50 us", "p99 us", "max us", "failed", "p99/alone"))
+    for c in r["conds"]:
+        v = lat[c]
+        print("%-26s %9.1f %9.1f %10.1f %7d %9.2f" % (labels[c], pct(v, 50), pct(v, 99), max(v),
+                                                     r["failed"][c], pct(v, 99) / base))
+    ooms = r["oom"]
+    reasons = {}
+    for o in ooms:
+        reasons[o["reason"]] = reasons.get(o["reason"], 0) + 1
+    kernel = [(o["event_arrival"] - o["kernel_kill"]) * 1000 for o in ooms if o["kernel_kill"]]
+    beat = [(o["event_arrival"] - o["last_beat"]) * 1000 for o in ooms if o["last_beat"]]
+    stamp = [(o["event_ts"] - o["kernel_kill"]) * 1000 for o in ooms if o["kernel_kill"] and o["event_ts"]]
+    print("memory hogs: %d, outcomes %s" % (len(ooms), reasons))
+    if kernel:
+        print("OOM kill (kernel oom_kill counter, polled 0.5 ms) -> oom_killed event received: "
+              "median %.1f ms, max %.1f ms (n=%d); -> event ts: median %.1f ms" % (
+                  statistics.median(kernel), max(kernel), len(kernel),
+                  statistics.median(stamp) if stamp else float("nan")))
+    if beat:
+        print("hog's last heartbeat -> event received: median %.1f ms, max %.1f ms (n=%d)" % (
+            statistics.median(beat), max(beat), len(beat)))
+    usage = [u for u in r.get("cpuhog_usage_usec", []) if u]
+    if usage:
+        print("cpu hog cpu time per phase (cpus 0.5): %s s" % ", ".join("%.2f" % (u / 1e6) for u in usage))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("spawn")
+    s.add_argument("--target", action="append", required=True)
+    s.add_argument("--deps", required=True)
+    s.add_argument("--source", required=True)
+    s.add_argument("--runs", type=int, default=30)
+    s.add_argument("--warmup", type=int, default=2)
+    s.add_argument("--limits")
+    s.add_argument("--stamp-dir", required=True)
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("report-spawn")
+    s.add_argument("file")
+    s = sub.add_parser("client")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--requests", type=int, default=3000)
+    s.add_argument("--interval-us", type=int, default=1000)
+    s.add_argument("--out")
+    s = sub.add_parser("noisy")
+    s.add_argument("--socket", required=True)
+    s.add_argument("--deps", required=True)
+    s.add_argument("--source", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--requests", type=int, default=3000)
+    s.add_argument("--interval-us", type=int, default=1000)
+    s.add_argument("--rounds", type=int, default=2)
+    s.add_argument("--memory-mount", required=True)
+    s.add_argument("--parent", required=True)
+    s.add_argument("--workdir", required=True)
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("report-noisy")
+    s.add_argument("file")
+    a = ap.parse_args()
+    {"spawn": cmd_spawn, "report-spawn": cmd_report_spawn, "client": cmd_client,
+     "noisy": cmd_noisy, "report-noisy": cmd_report_noisy}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034,SC2013 # globals for the sourcing scripts; pids are words
+# Shared by bench/spawn_cost.sh and bench/noisy_neighbour.sh (sourced after
+# `cd` to the source root and `set -euo pipefail`): the build, temporary
+# dirs, hearth daemons started and stopped by pid, the workload fixtures, and
+# removal of the bench's cgroup directories (--cgroup-parent
+# /hearth-bench-<name>-<pid>, in every hierarchy) on exit.
+SOURCE_ROOT=$PWD
+SYSPY=/usr/bin/python3
+HELPER=$SOURCE_ROOT/bench/isolation_bench.py
+MKPEX=$SOURCE_ROOT/tests/fixtures/mkpex.py
+unset PYTHONDONTWRITEBYTECODE PYTHONUNBUFFERED
+
+log() { printf '== %s\n' "$*" >&2; }
+[ "$(id -u)" = 0 ] || { echo "needs root (cgroupfs)" >&2; exit 1; }
+
+if [ -z "${HEARTH:-}" ]; then
+    build=${1:-build-bench}
+    if [ ! -f "$build/build.ninja" ]; then
+        log "meson setup $build"
+        meson setup "$build" --buildtype=release >/dev/null
+    fi
+    log "ninja -C $build src/hearth src/hearthctl"
+    ninja -C "$build" src/hearth src/hearthctl >/dev/null
+    HEARTH=$SOURCE_ROOT/$build/src/hearth
+fi
+HEARTHCTL=${HEARTHCTL:-$(dirname "$HEARTH")/hearthctl}
+[ -x "$HEARTH" ] || { echo "no hearth binary at $HEARTH" >&2; exit 1; }
+
+BENCH_NAME=$(basename "$0" .sh)
+CG_PARENT=/hearth-bench-$BENCH_NAME-$$
+TMP=$(mktemp -d "/tmp/hearth-bench-$BENCH_NAME.XXXXXX")
+chmod 755 "$TMP"
+PIDS=() # hearth daemons still running
+
+# Every read-write cgroup/cgroup2 mount; MEMORY_MOUNT: where memory files are.
+CG_MOUNTS=()
+MEMORY_MOUNT=
+UNIFIED_MOUNT=
+while read -r line; do
+    read -r -a lf <<<"${line%% - *}"
+    read -r -a rf <<<"${line#* - }"
+    case ",${lf[5]}," in *,ro,*) continue ;; esac
+    case ${rf[0]} in
+    cgroup2) CG_MOUNTS+=("${lf[4]}"); [ -n "$UNIFIED_MOUNT" ] || UNIFIED_MOUNT=${lf[4]} ;;
+    cgroup)
+        CG_MOUNTS+=("${lf[4]}")
+        case ",${rf[2]}," in *,memory,*) MEMORY_MOUNT=${lf[4]} ;; esac
+        ;;
+    esac
+done </proc/self/mountinfo
+[ -n "$MEMORY_MOUNT" ] || MEMORY_MOUNT=$UNIFIED_MOUNT
+
+# stop_pid PID: TERM (hearth stops its revisions), KILL after 10 s.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 100); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+cleanup() {
+    local p m d pid
+    set +e
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    # Whatever is left in the bench's cgroups was started by it: kill it by
+    # pid, then remove the directories deepest first.
+    for _ in $(seq 30); do
+        local left=0
+        for m in "${CG_MOUNTS[@]}"; do
+            [ -d "$m$CG_PARENT" ] || continue
+            while read -r d; do
+                for pid in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+                rmdir "$d" 2>/dev/null || left=1
+            done < <(find "$m$CG_PARENT" -depth -type d)
+        done
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# start_hearth NAME HEARTH-ARGS...: a daemon with state and run dirs under
+# $TMP/NAME (not PID 1: an ordinary child, as bench/deploy.sh runs it); waits
+# for its socket. Sets SOCK.
+start_hearth() {
+    local name=$1
+    shift
+    mkdir -p "$TMP/$name"
+    "$HEARTH" --state-dir "$TMP/$name/state" --run-dir "$TMP/$name/run" --python "$SYSPY" \
+        "$@" >>"$TMP/$name/hearth.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    SOCK=$TMP/$name/run/control.sock
+    for _ in $(seq 200); do
+        "$HEARTHCTL" --socket "$SOCK" ping >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$TMP/$name/hearth.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    "$HEARTHCTL" --socket "$SOCK" ping >/dev/null
+}
+
+# make_fixtures: $TMP/sample/deps.pex (DEPS) and $TMP/workloads.pex (SOURCE,
+# module hearth_workloads = tests/fixtures/workloads.py).
+make_fixtures() {
+    "$SYSPY" "$MKPEX" sample "$TMP/sample" >/dev/null
+    mkdir -p "$TMP/code"
+    cp "$SOURCE_ROOT/tests/fixtures/workloads.py" "$TMP/code/hearth_workloads.py"
+    "$SYSPY" "$MKPEX" source "$TMP/workloads.pex" --code "$TMP/code" --entry hearth_workloads >/dev/null
+    DEPS=$TMP/sample/deps.pex
+    SOURCE=$TMP/workloads.pex
+}

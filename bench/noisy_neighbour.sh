@@ -1,0 +1,48 @@
+#!/bin/bash
+# Benchmark: a latency-sensitive revision beside noisy neighbours.
+#
+#   bench/noisy_neighbour.sh [BUILD_DIR]   (default: build-bench, set up if missing)
+#   HEARTH=/path/to/hearth bench/noisy_neighbour.sh   uses that binary, no build
+#   REQUESTS=3000 INTERVAL_US=1000 ROUNDS=2 bench/noisy_neighbour.sh
+#
+# One hearth (auto driver, --cgroup-parent /hearth-bench-noisy_neighbour-<pid>,
+# an ordinary child, not PID 1) runs the workload `serve`: a TCP server that
+# answers each line. A python client outside hearth (its own process) sends
+# REQUESTS requests over one connection, one every INTERVAL_US (so a phase
+# lasts REQUESTS x INTERVAL_US: 3 s, many CFS periods), timing each round
+# trip, in five conditions:
+#   alone                      only the server runs;
+#   cpu hog (cpus 0.5)         beside two busy processes limited to 0.5 CPU;
+#   cpu hog (0.5, weight 10)   the same with limits.cpu_weight 10;
+#   memory hogs (OOM)          beside memory hogs (limits.memory 64Mi)
+#                              deployed one after the other for as long as the
+#                              client runs, each OOM-killed;
+#   cpu hog + memory hogs      both.
+# ROUNDS alternations of all five (drift hits each alike). Reports p50/p99,
+# p99 against alone, failed requests (errors or wrong answers), and for each
+# memory hog the time from the OOM kill to the oom_killed event reaching a
+# subscriber: the kill time is taken from the kernel (the cgroup's oom_kill
+# counter, v1 memory.oom_control or v2 memory.events, polled every 0.5 ms by
+# the bench), and, as a cross-check, from the hog's last heartbeat (written
+# after each 4 MiB it touched). Every process is stopped by pid or through
+# hearth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=isolation_lib.sh
+. bench/isolation_lib.sh
+REQUESTS=${REQUESTS:-3000}
+ROUNDS=${ROUNDS:-2}
+INTERVAL_US=${INTERVAL_US:-1000}
+
+make_fixtures
+PORT=$("$SYSPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log "starting hearth (parent $CG_PARENT); server port $PORT"
+start_hearth noisy --cgroup-parent "$CG_PARENT"
+DRIVER=$("$HEARTHCTL" --socket "$SOCK" --json ping | "$SYSPY" -c 'import json,sys; print(json.load(sys.stdin)["cgroup_driver"])')
+log "driver $DRIVER; $ROUNDS rounds of five conditions, $REQUESTS requests every $INTERVAL_US us"
+"$SYSPY" "$HELPER" noisy --socket "$SOCK" --deps "$DEPS" --source "$SOURCE" --port "$PORT" \
+    --requests "$REQUESTS" --interval-us "$INTERVAL_US" --rounds "$ROUNDS" --memory-mount "$MEMORY_MOUNT" --parent "$CG_PARENT" \
+    --workdir "$TMP" --out "$TMP/noisy.json"
+"$SYSPY" "$HELPER" report-noisy "$TMP/noisy.json"
+grep -ciE 'oom' "$TMP/noisy/hearth.log" | sed 's/^/hearth log lines mentioning OOM: /'
+echo "driver $DRIVER; kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); binary: $HEARTH"
