@@ -288,6 +288,35 @@ int Cgroup::place(pid_t pid, std::size_t* failed) const noexcept {
     return 0;
 }
 
+namespace {
+// Writes `value` in decimal with one write(2). 0 or errno. Async-signal-safe.
+int write_decimal(const char* path, unsigned long value, bool plain) noexcept {
+    char rev[24], buf[24];
+    std::size_t len = 0;
+    do {
+        rev[len++] = static_cast<char>('0' + value % 10);
+        value /= 10;
+    } while (value && len < sizeof rev);
+    for (std::size_t i = 0; i < len; ++i) buf[i] = rev[len - 1 - i];
+    int fd = ::open(path, O_WRONLY | O_CLOEXEC | (plain ? O_CREAT | O_TRUNC : 0), 0644);
+    if (fd < 0) return errno;
+    int err = 0;
+    ssize_t n = ::write(fd, buf, len);
+    if (n < 0) err = errno;
+    else if (static_cast<std::size_t>(n) != len) err = EIO;
+    ::close(fd);
+    return err;
+}
+} // namespace
+
+int Cgroup::place_self(bool in_unified) const noexcept {
+    for (const auto& tasks : self_tasks_)
+        if (int err = write_decimal(tasks.c_str(), 0, plain_)) return err;
+    if (!in_unified && !unified_procs_.empty())
+        return write_decimal(unified_procs_.c_str(), static_cast<unsigned long>(::getpid()), plain_);
+    return 0;
+}
+
 // ---------------------------------------------------------------------------
 // OomWatch
 

@@ -148,8 +148,9 @@ public:
     // watchdog takes these over.
     const std::vector<std::string>& unenforced() const { return unenforced_; }
 
-    // v2: an O_DIRECTORY fd of the cgroup for clone3(CLONE_INTO_CGROUP);
-    // owned by this object, valid until it is destroyed. -1 on v1/hybrid/none.
+    // v2 and hybrid: an O_DIRECTORY fd of the cgroup2 directory for
+    // clone3(CLONE_INTO_CGROUP); owned by this object, valid until it is
+    // destroyed. -1 on v1/none.
     virtual int placement_fd() const { return -1; }
     // Every cgroup.procs file a new child must be written into (v1: one per
     // hierarchy; hybrid: plus the unified one; v2: the one, as the fallback
@@ -162,6 +163,15 @@ public:
     // in procs_paths()). Async-signal-safe (open/write/close only, no
     // allocation), so a child may also call it with its own pid.
     int place(pid_t pid, std::size_t* failed = nullptr) const noexcept;
+    // For the new child itself, before it runs user code: joins every
+    // hierarchy. v1 hierarchies get "0" in `tasks`, which moves only the
+    // calling thread (the whole child, single-threaded after fork) and so
+    // skips the threadgroup lock whose write side waits for an RCU grace
+    // period: ~0.6 ms instead of ~10 ms per spawn here. The cgroup2
+    // directory gets the pid in cgroup.procs unless `in_unified` (clone3
+    // with placement_fd() already put the child there). Returns 0 or errno.
+    // Async-signal-safe.
+    int place_self(bool in_unified) const noexcept;
 
     virtual Usage usage() const = 0;
     virtual OomCounters oom_counters() const = 0;
@@ -187,6 +197,8 @@ protected:
     bool plain_; // fake tree of plain files (tests): create files, truncate
     std::vector<std::string> dirs_;
     std::vector<std::string> procs_;
+    std::vector<std::string> self_tasks_; // v1 `tasks` files, for place_self()
+    std::string unified_procs_;           // cgroup2 cgroup.procs, "" if none
     std::vector<std::string> unenforced_;
 };
 

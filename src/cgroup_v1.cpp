@@ -40,9 +40,21 @@ public:
         std::set<std::string> seen;
         for (const auto& [role, dir] : roles_)
             if (seen.insert(dir).second) dirs_.push_back(dir);
-        if (!unified_.empty()) dirs_.push_back(unified_);
+        for (const auto& dir : dirs_) self_tasks_.push_back(join(dir, "tasks"));
+        if (!unified_.empty()) {
+            dirs_.push_back(unified_);
+            unified_procs_ = join(unified_, "cgroup.procs");
+        }
         for (const auto& dir : dirs_) procs_.push_back(join(dir, "cgroup.procs"));
     }
+
+    // hybrid: clone3 can create the child in the cgroup2 directory (the v1
+    // ones it joins itself, see place_self). Best effort: -1 falls back.
+    void open_unified_fd() {
+        if (unified_.empty() || plain_) return;
+        unified_fd_.reset(::open(unified_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    }
+    int placement_fd() const override { return unified_fd_.get(); }
 
     void add_unenforced(std::string what) { unenforced_.push_back(std::move(what)); }
     std::string dir(const std::string& role) const {
@@ -116,6 +128,7 @@ public:
 private:
     std::map<std::string, std::string> roles_;
     std::string unified_;
+    Fd unified_fd_;
 };
 
 class V1Driver final : public Driver {
@@ -261,6 +274,7 @@ public:
             undo();
             return nullptr;
         }
+        cg->open_unified_fd();
         return cg;
     }
 

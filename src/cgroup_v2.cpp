@@ -49,6 +49,7 @@ public:
         : Cgroup(std::move(name), plain), dir_(std::move(dir)), has_memory_(has_memory) {
         dirs_.push_back(dir_);
         procs_.push_back(join(dir_, "cgroup.procs"));
+        unified_procs_ = procs_.back();
     }
 
     std::string open_fd() {

@@ -925,8 +925,11 @@ std::vector<std::string> status_detail(const json& status, double now) {
         if (!parts.empty()) add("usage", join(parts, ", "));
     }
 
-    if (rev->contains("restarts") && !(*rev)["restarts"].is_null())
-        add("restarts", field(*rev, "restarts"));
+    if (rev->contains("restarts") && !(*rev)["restarts"].is_null()) {
+        std::string policy = field(*rev, "restart", "");
+        add("restarts",
+            field(*rev, "restarts") + (policy.empty() ? "" : " (policy " + policy + ")"));
+    }
 
     if (state == "backoff") {
         std::string next = field(*rev, "next_attempt_at", "");
@@ -1029,6 +1032,8 @@ std::string cache_total_line(const json& list) {
                 pinned += bytes_member(e, "bytes").value_or(0);
         }
     }
+    // hearth's own sum, when it sends one, also counts what entries share.
+    if (auto p = bytes_member(list, "pinned_bytes")) pinned = *p;
     return "used " + (used ? format_bytes(*used) : std::string("?")) + " of budget " +
            (budget ? format_bytes(*budget) : std::string("?")) + " (" + std::to_string(count) +
            (count == 1 ? " entry, " : " entries, ") + format_bytes(pinned) + " pinned)";
@@ -1054,6 +1059,9 @@ std::vector<std::string> cache_gc_lines(const json& result) {
         lines.push_back("freed " + (freed ? format_bytes(*freed) : std::string("?")) +
                         "; used now " + used_s);
     }
+    // Why less than asked was freed (e.g. pinned objects exceed the target).
+    const std::string message = field(result, "message", "");
+    if (!message.empty()) lines.push_back(one_line(message));
     return lines;
 }
 

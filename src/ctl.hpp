@@ -228,7 +228,8 @@ std::string mem_cell(const nlohmann::json& revision);
 
 // Detail lines (no newlines) for `status LOCATION`: the active revision,
 // else the newest, of the first location in a `status` result: state,
-// cgroup driver/enforcement/degraded, limits, usage, restarts, backoff,
+// cgroup driver/enforcement/degraded, limits, usage, restarts (and the
+// policy when hearth reports it), backoff,
 // last failure, oom, fetch progress, user, stop. Empty when there is no
 // revision.
 std::vector<std::string> status_detail(const nlohmann::json& status, double now);
@@ -237,11 +238,13 @@ std::vector<std::string> status_detail(const nlohmann::json& status, double now)
 // LAST-USED ("5m03s ago") PINNED-BY (comma-separated ids, "-" for none).
 std::vector<std::vector<std::string>> cache_rows(const nlohmann::json& list, double now);
 
-// "used 1.5 GiB of budget 10 GiB (3 entries, 1 GiB pinned)".
+// "used 1.5 GiB of budget 10 GiB (3 entries, 1 GiB pinned)"; pinned is the
+// result's "pinned_bytes", else the sum of the pinned entries.
 std::string cache_total_line(const nlohmann::json& list);
 
 // Lines of `cache gc`: "evicted KIND SHA12 SIZE" per entry, then
-// "freed X; used now Y" (or "nothing to evict; used Y").
+// "freed X; used now Y" (or "nothing to evict; used Y"), then hearth's
+// "message" when it sent one.
 std::vector<std::string> cache_gc_lines(const nlohmann::json& result);
 
 // Runs the parsed command (args must come from a successful parse_args).

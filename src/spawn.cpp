@@ -79,8 +79,8 @@ bool install_stdio(int fd, int target, int dev_null) {
                              int report_fd, int dev_null, bool in_cgroup) {
     // First of all, so that everything the child does, failures included,
     // is inside the revision's limits and reached by its kill.
-    if (req.cgroup && !in_cgroup) {
-        int err = req.cgroup->place(::getpid());
+    if (req.cgroup) {
+        int err = req.cgroup->place_self(in_cgroup);
         if (err != 0) {
             errno = err;
             child_fail(report_fd, step_cgroup);

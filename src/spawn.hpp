@@ -35,9 +35,10 @@ struct SpawnRequest {
 
     // The child's cgroup, joined before anything else runs in it (so limits
     // and kill cover it from its first instruction of user code). With a v2
-    // placement fd the child is created inside it by clone3(CLONE_INTO_CGROUP);
-    // otherwise (v1, hybrid, or clone3 refused) the child writes its own pid
-    // into every cgroup.procs file before it does anything else. Not owned.
+    // placement fd (v2, hybrid) the child is created inside the cgroup2
+    // directory by clone3(CLONE_INTO_CGROUP); the child then joins the v1
+    // hierarchies itself (Cgroup::place_self), before it does anything else,
+    // as it does for all of them when clone3 is refused. Not owned.
     const cgroup::Cgroup* cgroup = nullptr;
     // Identity: set in the child with setgroups/setresgid/setresuid after the
     // cgroup is joined (joining needs hearth's privileges).

@@ -545,6 +545,7 @@ TEST_CASE("status LOCATION detail lines", "[ctl]") {
         {"state", "backoff"},
         {"state_since", "1970-01-02T00:01:00Z"},
         {"restarts", 1},
+        {"restart", "on-failure"},
         {"next_attempt_at", "1970-01-02T00:01:09Z"},
         {"backoff_s", 4.0},
         {"reason", "oom_killed"},
@@ -576,7 +577,7 @@ TEST_CASE("status LOCATION detail lines", "[ctl]") {
         "  degraded      cpus: not enforced",
         "  limits        memory 64 MiB, cpus 0.5, pids 64",
         "  usage         memory 0 B, cpu 1.25s",
-        "  restarts      1",
+        "  restarts      1 (policy on-failure)",
         "  backoff       next attempt at 1970-01-02T00:01:09Z (in 4s), backoff 4s",
         "  last failure  oom_killed: memory limit exceeded (signal SIGKILL)",
         "  oom           killed by the watchdog: peak 67 MiB of limit 64 MiB, oom kills 1",
@@ -624,6 +625,9 @@ TEST_CASE("cache ls table and total line", "[ctl]") {
     CHECK(ctl::cache_rows(empty, now).size() == 1);
     CHECK(ctl::cache_total_line(empty) == "used 0 B of budget 100 B (0 entries, 0 B pinned)");
     CHECK(ctl::cache_total_line(json::object()) == "used ? of budget ? (0 entries, 0 B pinned)");
+    // hearth's own pinned sum wins over adding up the entries.
+    list["pinned_bytes"] = 2147483648;
+    CHECK(ctl::cache_total_line(list) == "used 1.5 GiB of budget 10 GiB (2 entries, 2 GiB pinned)");
 }
 
 TEST_CASE("cache gc lines", "[ctl]") {
@@ -638,4 +642,9 @@ TEST_CASE("cache gc lines", "[ctl]") {
     CHECK(
         ctl::cache_gc_lines({{"evicted", json::array()}, {"freed_bytes", 0}, {"used_bytes", 10}}) ==
         std::vector<std::string>{"nothing to evict; used 10 B"});
+    CHECK(ctl::cache_gc_lines({{"evicted", json::array()},
+                               {"used_bytes", 10},
+                               {"message", "objects in use (1 GiB) exceed the target"}}) ==
+          std::vector<std::string>{"nothing to evict; used 10 B",
+                                   "objects in use (1 GiB) exceed the target"});
 }
