@@ -742,9 +742,14 @@ StoreResult Store::evict(ObjectKind kind, std::string_view hex_in) noexcept {
         // from trees/ or blobs/ as a whole; what follows only frees space.
         const std::string name = temp_name(tree ? "rm-tree" : "rm-blob", hex);
         if (::renameat(dir, hex.c_str(), tmp_fd_.get(), name.c_str()) != 0) {
-            if (errno == ENOENT) return {}; // evicted by another thread meanwhile
-            return io_failure("move", published, errno);
+            const int e = errno;
+            if (e == ENOENT) return {}; // evicted by another thread meanwhile
+            if (tree) (void)::fchmodat(dir, hex.c_str(), 0555, 0); // still published: reseal
+            return io_failure("move", published, e);
         }
+        // A measurement that began between forget_size() and the rename may
+        // have cached the size of what is now gone.
+        forget_size(kind, hex);
         // Prefer the cached size: it is what list_cache() reported and the
         // caller accounted for.
         if (!bytes) bytes = measure_at(tmp_fd_.get(), name.c_str(), kind);

@@ -7,7 +7,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -265,7 +267,8 @@ TEST_CASE("import_file cleans up after a write error", "[store]") {
     ::setrlimit(RLIMIT_FSIZE, &old);
     std::signal(SIGXFSZ, old_handler);
 
-    CHECK(r.status == StoreStatus::io_error);
+    CHECK(r.status == StoreStatus::io_error); // not every write error is a full disk
+    CHECK(r.sys_errno == EFBIG);
     CHECK(r.error.find(t.path + "/state/tmp/") != std::string::npos);
     CHECK(r.error.find("too large") != std::string::npos);
     CHECK(names_in(t.path + "/state/tmp").empty());
@@ -441,4 +444,79 @@ TEST_CASE("concurrent ensure_tree on one digest yields one tree", "[store]") {
     CHECK(s.list_trees() == std::vector<std::string>{hex});
     CHECK(names_in(s.tree_path(hex) + "/pkg").size() == 400);
     CHECK(names_in(t.path + "/state/tmp").empty());
+}
+
+TEST_CASE("open removes misnamed and mistyped entries under blobs/ and trees/", "[store]") {
+    TempDir t;
+    const std::string state = t.path + "/state";
+    const std::string good = sha256_hex("good");
+    const std::string other = sha256_hex("other");
+    {
+        Store s(state, fast());
+        REQUIRE(s.open().ok());
+        const std::string src = t.path + "/good";
+        write_file(src, "good");
+        REQUIRE(s.import_file(src, good).ok());
+    }
+    const std::string blobs = state + "/blobs/sha256/";
+    const std::string trees = state + "/trees/sha256/";
+    // A valid tree, made by hand (only its name and type matter to open()).
+    fs::create_directories(trees + good + "/pkg");
+    write_file(trees + good + "/pkg/m.py", "x");
+    // Foreign: bad names, wrong types, links; one read-only directory.
+    write_file(blobs + "notes.txt", "x");
+    write_file(blobs + std::string(64, 'A'), "upper case");
+    fs::create_directories(blobs + other + "/sub");            // a blob must be a file
+    write_file(trees + other, "a tree must be a directory");
+    REQUIRE(::symlink((trees + good).c_str(), (trees + sha256_hex("link")).c_str()) == 0);
+    REQUIRE(::symlink("/etc/passwd", (blobs + sha256_hex("link")).c_str()) == 0);
+    fs::create_directories(trees + "partial/a");
+    write_file(trees + "partial/a/f", "x");
+    REQUIRE(::chmod((trees + "partial/a").c_str(), 0555) == 0);
+    write_file(state + "/tmp/leftover", "x");
+
+    Store s(state, fast());
+    StoreResult r = s.open();
+    INFO(r.error);
+    REQUIRE(r.ok());
+    CHECK(r.entries == 1 + 7);
+    CHECK(names_in(blobs) == std::vector<std::string>{good});
+    CHECK(names_in(trees) == std::vector<std::string>{good});
+    CHECK(read_file(s.tree_path(good) + "/pkg/m.py") == "x");
+    CHECK(fs::exists("/etc/passwd")); // links removed, never followed
+    CHECK(names_in(state + "/tmp").empty());
+}
+
+TEST_CASE("extract_space_errno reads the cause, not the entry name", "[store]") {
+    const std::string nospc = std::strerror(ENOSPC);
+    ExtractResult x;
+    x.code = ExtractError::io;
+    x.entry = "pkg/data.bin";
+    x.error = "entry 'pkg/data.bin': write: " + nospc;
+    CHECK(extract_space_errno(x) == ENOSPC);
+    x.error += " (cleanup: rmdir /s/tmp/tree-x: Directory not empty)";
+    CHECK(extract_space_errno(x) == ENOSPC);
+    x.error = "entry 'pkg/data.bin': write: " + std::string(std::strerror(EDQUOT));
+    CHECK(extract_space_errno(x) == EDQUOT);
+
+    x.entry.clear();
+    x.error = "create /s/tmp/tree-abc: " + nospc;
+    CHECK(extract_space_errno(x) == ENOSPC);
+
+    // Not an io failure, or another errno: 0.
+    x.error = "entry 'pkg/data.bin': write: " + nospc;
+    x.entry = "pkg/data.bin";
+    x.code = ExtractError::limit;
+    CHECK(extract_space_errno(x) == 0);
+    x.code = ExtractError::io;
+    x.error = "entry 'pkg/data.bin': write: " + std::string(std::strerror(EACCES));
+    CHECK(extract_space_errno(x) == 0);
+
+    // An archive-chosen name that spells the text does not fake the cause.
+    x.entry = "a: " + nospc;
+    x.error = "entry '" + x.entry + "': write: " + std::strerror(EACCES);
+    CHECK(extract_space_errno(x) == 0);
+    x.entry = "x': write: " + nospc;
+    x.error = "entry '" + x.entry + "': create: " + std::strerror(EIO);
+    CHECK(extract_space_errno(x) == 0);
 }
