@@ -700,7 +700,7 @@ void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspec
 // start does not wait for it; start_process picks it up (or waits for it).
 void Daemon::prepare_cgroup(const std::string& id) {
     Revision* rev = find_revision(id);
-    if (!rev || !rev->cgroup_driver.empty()) return;
+    if (!rev || rev->cgroup_state != Revision::CgroupState::none) return;
     rev->cgroup_driver = isolation_.driver_name();
     rev->cgroup_state = Revision::CgroupState::creating;
     isolation_.create(rev->id, rev->spec.limits,
@@ -744,6 +744,7 @@ void Daemon::start_process(const std::string& id) {
         rev->start_waiting = true;
         return prepare_cgroup(id);
     case Revision::CgroupState::creating:
+    case Revision::CgroupState::removing:
         rev->start_waiting = true;
         return;
     case Revision::CgroupState::failed:
@@ -913,6 +914,20 @@ void Daemon::after_exit(const std::string& id) {
     rev->reason = why;
     rev->message = message;
     rev->backoff_s = d.delay_s;
+    // The next start gets a fresh cgroup. Besides fresh counters, this
+    // matters because kernels with cgroup.kill's kill_seq (6.15+) SIGKILL a
+    // child that clone3(CLONE_INTO_CGROUP) puts into a cgroup killed before:
+    // the sequence number the fork records is not the target cgroup's.
+    if (rev->cgroup) {
+        rev->cgroup_state = Revision::CgroupState::removing;
+        isolation_.remove(std::move(rev->cgroup), [this, id](cgroup::Removal removal) {
+            Revision* r = find_revision(id);
+            if (!r || r->cgroup_state != Revision::CgroupState::removing) return;
+            if (removal.usage.cpu_usage_usec) r->usage.cpu_usage_usec = removal.usage.cpu_usage_usec;
+            r->cgroup_state = Revision::CgroupState::none;
+            if (r->state == State::starting && r->start_waiting) prepare_cgroup(id);
+        });
+    }
     rev->next_attempt_at = WallClock::now() + std::chrono::duration_cast<WallClock::duration>(
                                                   std::chrono::duration<double>(d.delay_s));
     log::warn("revision will be restarted", {{"location", rev->location}, {"id", rev->id},

@@ -147,7 +147,7 @@ struct Revision {
 
     // Resources (see isolation.hpp): the revision's cgroup while it exists.
     std::shared_ptr<cgroup::Cgroup> cgroup;
-    enum class CgroupState { none, creating, ready, failed } cgroup_state = CgroupState::none;
+    enum class CgroupState { none, creating, ready, failed, removing } cgroup_state = CgroupState::none;
     std::string cgroup_error;            // when failed
     bool start_waiting = false;          // start_process waits for the cgroup
     std::string cgroup_driver;           // driver name, for status
