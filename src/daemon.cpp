@@ -345,11 +345,13 @@ void Daemon::register_methods() {
             if (!parse_bytes(*it, target, err)) throw rpc::invalid_params_at("params.target_bytes", err);
         }
         auto shared_reply = std::make_shared<Reply>(std::move(reply));
-        run_gc(target, [this, shared_reply, target](const GcOutcome& out) {
+        // An operator's request: free what can be freed even when objects in
+        // use keep the store above the target.
+        run_gc(target, true, [this, shared_reply, target](const GcOutcome& out) {
             if (!out.error.empty() && out.plan.evict.empty())
                 return shared_reply->error(rpc::Error{rpc::internal_error, "cache.gc: " + out.error, {}});
             json evicted = json::array();
-            if (out.plan.fits)
+            if (out.applied)
                 for (const auto& e : out.plan.evict)
                     evicted.push_back({{"kind", object_kind_name(e.kind)}, {"sha256", e.sha256}, {"bytes", e.bytes}});
             json result = {{"evicted", std::move(evicted)},
@@ -359,7 +361,7 @@ void Daemon::register_methods() {
                            {"pinned_bytes", out.plan.pinned_bytes}};
             if (!out.plan.fits)
                 result["message"] = "objects in use (" + format_bytes(out.plan.pinned_bytes) +
-                                    ") exceed the target; nothing was evicted";
+                                    ") exceed the target; everything else was evicted";
             shared_reply->result(std::move(result));
         });
     });
@@ -467,7 +469,12 @@ void Daemon::fail(Revision& rev, const char* reason, std::string message) {
     rev.message = std::move(message);
     log::warn("revision failed", {{"location", rev.location}, {"id", rev.id},
                                   {"reason", rev.reason}, {"message", rev.message}});
+    // A revision that failed while bringing objects into the store (a blob
+    // too big to extract within the budget, say) may have left it over
+    // budget; what only it used is unpinned now.
+    bool was_storing = rev.state == State::fetching || rev.state == State::extracting;
     end_revision(rev, State::failed);
+    if (was_storing) run_gc(store_budget_, false, [](const GcOutcome&) {});
 }
 
 void Daemon::end_revision(Revision& rev, State final_state) {
@@ -1180,7 +1187,8 @@ std::set<ObjectKey> Daemon::pinned_objects() const {
     std::set<ObjectKey> pins;
     for (const auto& [name, loc] : locations_)
         for (const auto& rev : loc.revisions) {
-            if (!is_live(rev->state) && !rev->ending) continue;
+            // An ending revision's process is already gone: it uses nothing.
+            if (!is_live(rev->state) || rev->ending) continue;
             for (const ArtifactSpec* a : {&rev->spec.deps, &rev->spec.source}) {
                 pins.emplace(ObjectKind::blob, a->sha256);
                 pins.emplace(ObjectKind::tree, a->sha256);
@@ -1194,8 +1202,8 @@ std::set<ObjectKey> Daemon::pinned_objects() const {
     return pins;
 }
 
-void Daemon::run_gc(std::uint64_t target, std::function<void(const GcOutcome&)> done) {
-    gc_queue_.emplace_back(target, std::move(done));
+void Daemon::run_gc(std::uint64_t target, bool force, std::function<void(const GcOutcome&)> done) {
+    gc_queue_.push_back({target, force, std::move(done)});
     // Jobs in flight finish first (they are pinned, but a tree they publish
     // must be counted); finish_store_job starts the GC when the last ends.
     if (!gc_running_ && inflight_.empty()) start_gc();
@@ -1204,36 +1212,38 @@ void Daemon::run_gc(std::uint64_t target, std::function<void(const GcOutcome&)> 
 void Daemon::start_gc() {
     if (gc_running_ || gc_queue_.empty()) return;
     gc_running_ = true;
-    auto batch = std::move(gc_queue_);
-    gc_queue_.clear();
-    // One pass serves every request queued: the smallest target wins.
-    std::uint64_t target = batch.front().first;
-    for (const auto& [t, cb] : batch) target = std::min(target, t);
+    // One request per pass, each planned afresh: requests differ in target
+    // and in whether a plan that cannot reach it is applied anyway.
+    GcRequest request = std::move(gc_queue_.front());
+    gc_queue_.erase(gc_queue_.begin());
     auto pins = pinned_objects();
+    std::uint64_t target = request.target;
+    bool force = request.force;
     run_blocking<GcOutcome>(
         loop_,
-        [this, target, pins] {
+        [this, target, force, pins] {
             GcOutcome out;
             out.plan = plan_gc(store_.list_cache(), pins, target);
-            // A plan that does not fit is not applied: evicting everything
-            // unpinned would not help the one who asked.
-            if (!out.plan.fits) return out;
+            // A plan that does not fit is applied only on request (cache.gc):
+            // for a deploy, evicting everything else would not help.
+            if (!out.plan.fits && !force) return out;
             for (const auto& e : out.plan.evict) {
                 StoreResult r = store_.evict(e.kind, e.sha256);
                 if (!r.ok() && out.error.empty()) out.error = r.error;
                 out.freed += r.bytes;
             }
+            out.applied = true;
             return out;
         },
-        [this, batch = std::move(batch)](std::optional<GcOutcome> out, std::string error) mutable {
+        [this, request = std::move(request)](std::optional<GcOutcome> out, std::string error) mutable {
             gc_running_ = false;
             GcOutcome result = out ? std::move(*out) : GcOutcome{};
             if (!out) result.error = error;
             if (out) {
-                store_used_ = result.plan.fits ? result.plan.used_after : result.plan.used_before;
+                store_used_ = result.plan.used_before - (result.applied ? result.freed : 0);
                 store_pinned_ = result.plan.pinned_bytes;
             }
-            if (!result.plan.evict.empty() && result.plan.fits)
+            if (result.applied && !result.plan.evict.empty())
                 log::info("store garbage collected",
                           {{"evicted", result.plan.evict.size()}, {"freed_bytes", result.freed},
                            {"used_bytes", store_used_}, {"budget_bytes", store_budget_}});
@@ -1241,13 +1251,13 @@ void Daemon::start_gc() {
             auto deferred = std::move(deferred_jobs_);
             deferred_jobs_.clear();
             for (auto& job : deferred) job();
-            for (auto& [t, cb] : batch) cb(result);
+            request.done(result);
             if (!gc_queue_.empty() && inflight_.empty()) start_gc();
         });
 }
 
 void Daemon::ensure_space(const std::string& id) {
-    run_gc(store_budget_, [this, id](const GcOutcome& outcome) {
+    run_gc(store_budget_, false, [this, id](const GcOutcome& outcome) {
         Revision* rev = find_revision(id);
         if (!rev || rev->state != State::extracting) return;
         if (outcome.plan.fits) return inspect(id);
@@ -1255,9 +1265,8 @@ void Daemon::ensure_space(const std::string& id) {
              "the store budget of " + format_bytes(store_budget_) + " cannot hold this revision: " +
                  "objects in use need " + format_bytes(outcome.plan.pinned_bytes) +
                  " (raise --store-max-bytes or stop other locations)");
-        // What only this revision used is now unpinned: bring the store back
-        // within its budget.
-        run_gc(store_budget_, [](const GcOutcome&) {});
+        // fail() brings the store back within its budget: what only this
+        // revision used is unpinned now.
     });
 }
 
@@ -1379,9 +1388,22 @@ void Daemon::store_tree(const std::string& hex, StoreDone done) {
     limits.max_entries = options_.extract_max_entries;
     limits.max_ratio = options_.extract_max_ratio;
     limits.max_bytes = options_.extract_max_bytes.value_or(std::min<std::uint64_t>(16ULL << 30, store_budget_));
+    // When the store budget is what caps the extracted bytes, an archive over
+    // it is not hostile, it does not fit: no_space, like any deploy that
+    // cannot fit in the budget.
+    bool budget_caps = !options_.extract_max_bytes && limits.max_bytes == store_budget_;
+    std::string over_budget = "more than " + std::to_string(limits.max_bytes) + " bytes";
     shared_store_job(
         "tree:" + hex,
-        blocking_job([this, hex, threads, limits] { return store_.ensure_tree(hex, limits, threads); }),
+        blocking_job([this, hex, threads, limits, budget_caps, over_budget] {
+            StoreResult r = store_.ensure_tree(hex, limits, threads);
+            if (budget_caps && r.status == StoreStatus::bad_archive &&
+                r.error.find(over_budget) != std::string::npos) {
+                r.status = StoreStatus::no_space;
+                r.error += " (the store budget; raise --store-max-bytes)";
+            }
+            return r;
+        }),
         reason::bad_archive, std::move(done));
 }
 

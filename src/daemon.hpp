@@ -121,11 +121,17 @@ private:
     // never evicts what a live revision or a running job uses.
     struct GcOutcome {
         GcPlan plan;
+        bool applied = false; // the plan's evictions were made
         std::uint64_t freed = 0;
         std::string error;
     };
+    struct GcRequest {
+        std::uint64_t target;
+        bool force; // apply the plan even when it cannot reach the target
+        std::function<void(const GcOutcome&)> done;
+    };
     std::set<ObjectKey> pinned_objects() const;
-    void run_gc(std::uint64_t target, std::function<void(const GcOutcome&)> done);
+    void run_gc(std::uint64_t target, bool force, std::function<void(const GcOutcome&)> done);
     void start_gc();
     // After extraction: evicts what is needed to keep the store in budget;
     // fails the revision with no_space when its objects cannot fit.
@@ -165,7 +171,7 @@ private:
     std::uint64_t store_used_ = 0;   // as of the last GC or cache.list
     std::uint64_t store_pinned_ = 0; // likewise
     bool gc_running_ = false;
-    std::vector<std::pair<std::uint64_t, std::function<void(const GcOutcome&)>>> gc_queue_;
+    std::vector<GcRequest> gc_queue_;
     std::vector<std::function<void()>> deferred_jobs_; // store jobs waiting for the GC
 };
 
