@@ -19,21 +19,21 @@
 #include "sha256.hpp"
 #include "store.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <string>
 #include <thread>
+#include <unistd.h>
 
 namespace {
 
 int usage() {
-    std::fputs("usage: hearth-extract-bench [--threads N] [--store] [--sync] ARCHIVE DEST\n", stderr);
+    std::fputs("usage: hearth-extract-bench [--threads N] [--store] [--sync] ARCHIVE DEST\n",
+               stderr);
     return 2;
 }
 
@@ -106,13 +106,15 @@ int main(int argc, char** argv) {
         hearth::Store store(dest, so);
         hearth::StoreResult o = store.open();
         if (!o.ok()) {
-            std::fprintf(stderr, "hearth-extract-bench: open %s: %s\n", dest.c_str(), o.error.c_str());
+            std::fprintf(stderr, "hearth-extract-bench: open %s: %s\n", dest.c_str(),
+                         o.error.c_str());
             return 1;
         }
         std::string hex = file_sha256(archive);
         hearth::StoreResult imp = store.import_file(archive, hex);
         if (hex.empty() || !imp.ok()) {
-            std::fprintf(stderr, "hearth-extract-bench: import %s: %s\n", archive.c_str(), imp.error.c_str());
+            std::fprintf(stderr, "hearth-extract-bench: import %s: %s\n", archive.c_str(),
+                         imp.error.c_str());
             return 1;
         }
         auto t0 = std::chrono::steady_clock::now();
@@ -126,6 +128,7 @@ int main(int argc, char** argv) {
         bytes = r.bytes;
     }
     std::printf("{\"seconds\":%.6f,\"entries\":%llu,\"bytes\":%llu,\"threads\":%u}\n", seconds,
-                static_cast<unsigned long long>(entries), static_cast<unsigned long long>(bytes), threads);
+                static_cast<unsigned long long>(entries), static_cast<unsigned long long>(bytes),
+                threads);
     return 0;
 }

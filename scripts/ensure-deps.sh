@@ -5,8 +5,8 @@ set -eu
 
 packages="build-essential meson ninja-build pkg-config scdoc \
 libuv1-dev libarchive-dev nlohmann-json3-dev libspdlog-dev libcurl4-openssl-dev libssl-dev catch2 \
-python3 util-linux procps libarchive-tools unzip"
-[ "${HEARTH_WITH_BENCH_DEPS:-0}" = 1 ] && packages="$packages tini supervisor hyperfine"
+python3 util-linux procps libarchive-tools unzip clang-format"
+[ "${HEARTH_WITH_BENCH_DEPS:-0}" = 1 ] && packages="$packages tini supervisor hyperfine curl"
 
 missing=""
 for p in $packages; do

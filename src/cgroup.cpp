@@ -1,27 +1,30 @@
 #include "cgroup.hpp"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <set>
+#include <signal.h>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 namespace hearth::cgroup {
 
 std::string_view mode_name(Mode mode) {
     switch (mode) {
-    case Mode::v1: return "v1";
-    case Mode::v2: return "v2";
-    case Mode::hybrid: return "hybrid";
-    case Mode::none: break;
+    case Mode::v1:
+        return "v1";
+    case Mode::v2:
+        return "v2";
+    case Mode::hybrid:
+        return "hybrid";
+    case Mode::none:
+        break;
     }
     return "none";
 }
@@ -55,8 +58,10 @@ std::string unescape(std::string_view s) {
     out.reserve(s.size());
     auto octal = [](char c) { return c >= '0' && c <= '7'; };
     for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '\\' && i + 3 < s.size() && octal(s[i + 1]) && octal(s[i + 2]) && octal(s[i + 3])) {
-            out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+        if (s[i] == '\\' && i + 3 < s.size() && octal(s[i + 1]) && octal(s[i + 2]) &&
+            octal(s[i + 3])) {
+            out.push_back(
+                static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
             i += 3;
             continue;
         }
@@ -81,8 +86,7 @@ std::vector<MountEntry> parse_mountinfo(std::string_view text) {
             if (!w.empty()) f.push_back(w);
         // id parent dev root point options [optional...] - fstype source super
         auto dash = std::find(f.begin(), f.end(), std::string_view("-"));
-        if (f.size() < 6 || dash == f.end() || dash - f.begin() < 6 || f.end() - dash < 3)
-            continue;
+        if (f.size() < 6 || dash == f.end() || dash - f.begin() < 6 || f.end() - dash < 3) continue;
         MountEntry m;
         m.root = unescape(f[3]);
         m.point = unescape(f[4]);
@@ -106,7 +110,8 @@ std::vector<ProcEntry> parse_proc_cgroup(std::string_view text) {
         if (c1 == std::string_view::npos) continue;
         auto c2 = line.find(':', c1 + 1);
         if (c2 == std::string_view::npos) continue;
-        out.push_back({std::string(line.substr(c1 + 1, c2 - c1 - 1)), std::string(line.substr(c2 + 1))});
+        out.push_back(
+            {std::string(line.substr(c1 + 1, c2 - c1 - 1)), std::string(line.substr(c2 + 1))});
     }
     return out;
 }
@@ -116,7 +121,8 @@ std::vector<ProcEntry> parse_proc_cgroup(std::string_view text) {
 std::optional<std::string> visible_part(const std::string& root, const std::string& path) {
     if (root == "/" || root.empty()) return path;
     if (path == root) return std::string("/");
-    if (path.size() > root.size() && path.compare(0, root.size(), root) == 0 && path[root.size()] == '/')
+    if (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+        path[root.size()] == '/')
         return path.substr(root.size());
     return std::nullopt;
 }
@@ -138,14 +144,14 @@ int pick(const std::vector<const MountEntry*>& candidates, const std::optional<s
     return best;
 }
 
-std::string self_dir(const MountEntry& m, std::string_view prefix, const std::optional<std::string>& own,
-                     std::string& notes) {
+std::string self_dir(const MountEntry& m, std::string_view prefix,
+                     const std::optional<std::string>& own, std::string& notes) {
     std::string mount = detail::join(prefix, m.point);
     if (!own) return mount;
     auto rel = visible_part(m.root, *own);
     if (!rel) {
-        notes += (notes.empty() ? "" : "; ") + std::string("own cgroup ") + *own + " not visible under " +
-                 m.point + ", using its root";
+        notes += (notes.empty() ? "" : "; ") + std::string("own cgroup ") + *own +
+                 " not visible under " + m.point + ", using its root";
         return mount;
     }
     return detail::join(mount, *rel);
@@ -153,7 +159,8 @@ std::string self_dir(const MountEntry& m, std::string_view prefix, const std::op
 
 } // namespace
 
-Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup, std::string_view mount_prefix) {
+Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup,
+              std::string_view mount_prefix) {
     Layout layout;
     auto mounts = parse_mountinfo(mountinfo);
     auto procs = parse_proc_cgroup(proc_self_cgroup);
@@ -182,7 +189,8 @@ Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup, std
             if (has_token(p.controllers, controller)) own = p.path;
         std::vector<const MountEntry*> candidates;
         for (const auto& m : mounts)
-            if (m.fstype == "cgroup" && has_token(m.super_options, controller)) candidates.push_back(&m);
+            if (m.fstype == "cgroup" && has_token(m.super_options, controller))
+                candidates.push_back(&m);
         int i = pick(candidates, own);
         if (i < 0) continue;
         const MountEntry& m = *candidates[static_cast<std::size_t>(i)];
@@ -192,7 +200,8 @@ Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup, std
         }
         V1Hierarchy h;
         for (auto opt : split(m.super_options, ','))
-            if (opt != "rw" && opt != "ro" && opt.find('=') == std::string_view::npos && !opt.empty())
+            if (opt != "rw" && opt != "ro" && opt.find('=') == std::string_view::npos &&
+                !opt.empty())
                 h.controllers += (h.controllers.empty() ? "" : ",") + std::string(opt);
         h.mount = detail::join(mount_prefix, m.point);
         h.self = self_dir(m, mount_prefix, own, layout.reason);
@@ -246,8 +255,8 @@ std::string check_name(std::string_view name) {
     if (name.size() > 128) return "cgroup name longer than 128 characters";
     if (name == "." || name == "..") return "cgroup name cannot be '.' or '..'";
     for (char c : name) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-' || c == '@' || c == ':';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-' || c == '@' || c == ':';
         if (!ok) return "cgroup name may only contain letters, digits and . _ - @ :";
     }
     return "";
@@ -266,7 +275,8 @@ int Cgroup::place(pid_t pid, std::size_t* failed) const noexcept {
         rev[len++] = static_cast<char>('0' + value % 10);
         value /= 10;
     } while (value && len < sizeof rev);
-    for (std::size_t i = 0; i < len; ++i) buf[i] = rev[len - 1 - i];
+    for (std::size_t i = 0; i < len; ++i)
+        buf[i] = rev[len - 1 - i];
 
     int flags = O_WRONLY | O_CLOEXEC | (plain_ ? O_CREAT | O_TRUNC : 0);
     for (std::size_t i = 0; i < procs_.size(); ++i) {
@@ -276,8 +286,10 @@ int Cgroup::place(pid_t pid, std::size_t* failed) const noexcept {
             err = errno;
         } else {
             ssize_t n = ::write(fd, buf, len);
-            if (n < 0) err = errno;
-            else if (static_cast<std::size_t>(n) != len) err = EIO;
+            if (n < 0)
+                err = errno;
+            else if (static_cast<std::size_t>(n) != len)
+                err = EIO;
             ::close(fd);
         }
         if (err) {
@@ -297,13 +309,16 @@ int write_decimal(const char* path, unsigned long value, bool plain) noexcept {
         rev[len++] = static_cast<char>('0' + value % 10);
         value /= 10;
     } while (value && len < sizeof rev);
-    for (std::size_t i = 0; i < len; ++i) buf[i] = rev[len - 1 - i];
+    for (std::size_t i = 0; i < len; ++i)
+        buf[i] = rev[len - 1 - i];
     int fd = ::open(path, O_WRONLY | O_CLOEXEC | (plain ? O_CREAT | O_TRUNC : 0), 0644);
     if (fd < 0) return errno;
     int err = 0;
     ssize_t n = ::write(fd, buf, len);
-    if (n < 0) err = errno;
-    else if (static_cast<std::size_t>(n) != len) err = EIO;
+    if (n < 0)
+        err = errno;
+    else if (static_cast<std::size_t>(n) != len)
+        err = EIO;
     ::close(fd);
     return err;
 }
@@ -313,7 +328,8 @@ int Cgroup::place_self(bool in_unified) const noexcept {
     for (const auto& tasks : self_tasks_)
         if (int err = write_decimal(tasks.c_str(), 0, plain_)) return err;
     if (!in_unified && !unified_procs_.empty())
-        return write_decimal(unified_procs_.c_str(), static_cast<unsigned long>(::getpid()), plain_);
+        return write_decimal(unified_procs_.c_str(), static_cast<unsigned long>(::getpid()),
+                             plain_);
     return 0;
 }
 
@@ -382,16 +398,24 @@ bool parent_ok(std::string_view parent) {
 std::unique_ptr<Driver> open(const Layout& layout, const Config& config) {
     if (config.force_none) return detail::make_none("cgroups disabled by configuration");
     if (!parent_ok(config.parent))
-        return detail::make_none("invalid cgroup parent '" + config.parent + "': '..' is not allowed");
+        return detail::make_none("invalid cgroup parent '" + config.parent +
+                                 "': '..' is not allowed");
     std::string error;
     std::unique_ptr<Driver> driver;
     switch (layout.mode) {
-    case Mode::none: return detail::make_none(layout.reason);
-    case Mode::v2: driver = detail::make_v2(layout, config, error); break;
+    case Mode::none:
+        return detail::make_none(layout.reason);
+    case Mode::v2:
+        driver = detail::make_v2(layout, config, error);
+        break;
     case Mode::v1:
-    case Mode::hybrid: driver = detail::make_v1(layout, config, error); break;
+    case Mode::hybrid:
+        driver = detail::make_v1(layout, config, error);
+        break;
     }
-    if (!driver) return detail::make_none(std::string(mode_name(layout.mode)) + " cgroups unusable: " + error);
+    if (!driver)
+        return detail::make_none(std::string(mode_name(layout.mode)) +
+                                 " cgroups unusable: " + error);
     return driver;
 }
 
@@ -400,10 +424,12 @@ std::unique_ptr<Driver> open(const Config& config) {
     int err = 0;
     auto mountinfo = detail::read_file(config.mountinfo_path, &err);
     if (!mountinfo)
-        return detail::make_none("cannot read " + config.mountinfo_path + ": " + detail::errno_text(err));
+        return detail::make_none("cannot read " + config.mountinfo_path + ": " +
+                                 detail::errno_text(err));
     auto self = detail::read_file(config.proc_cgroup_path, &err);
     if (!self)
-        return detail::make_none("cannot read " + config.proc_cgroup_path + ": " + detail::errno_text(err));
+        return detail::make_none("cannot read " + config.proc_cgroup_path + ": " +
+                                 detail::errno_text(err));
     return open(detect(*mountinfo, *self, config.mount_prefix), config);
 }
 
@@ -424,8 +450,10 @@ int write_file(const std::string& path, std::string_view data, bool plain) {
     if (fd < 0) return errno;
     int err = 0;
     ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) err = errno;
-    else if (static_cast<std::size_t>(n) != data.size()) err = EIO;
+    if (n < 0)
+        err = errno;
+    else if (static_cast<std::size_t>(n) != data.size())
+        err = EIO;
     ::close(fd);
     return err;
 }
@@ -463,8 +491,10 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
 }
 
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\t')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\t'))
+        s.remove_suffix(1);
     return s;
 }
 
@@ -504,7 +534,9 @@ std::vector<pid_t> read_pids(const std::string& procs_path) {
     return out;
 }
 
-bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+bool exists(const std::string& path) {
+    return ::access(path.c_str(), F_OK) == 0;
+}
 
 int make_dirs(const std::string& path) {
     std::size_t pos = 0;
@@ -536,7 +568,8 @@ std::vector<std::string> list_dirs(const std::string& path) {
         bool dir = e->d_type == DT_DIR;
         if (e->d_type == DT_UNKNOWN) {
             struct stat st {};
-            dir = ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+            dir = ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                  S_ISDIR(st.st_mode);
         }
         if (dir) out.emplace_back(n);
     }
@@ -547,7 +580,8 @@ std::vector<std::string> list_dirs(const std::string& path) {
 
 int remove_dir(const std::string& path, bool plain, bool recursive, int busy_ms) {
     if (recursive)
-        for (const auto& sub : list_dirs(path)) remove_dir(join(path, sub), plain, true, busy_ms);
+        for (const auto& sub : list_dirs(path))
+            remove_dir(join(path, sub), plain, true, busy_ms);
     if (plain) {
         // A fake tree holds real files; cgroupfs directories never need this.
         if (DIR* d = ::opendir(path.c_str())) {
@@ -562,7 +596,8 @@ int remove_dir(const std::string& path, bool plain, bool recursive, int busy_ms)
         int err = errno;
         // EBUSY: the last task is still leaving (exit in progress) or a
         // css is still going offline; it clears within milliseconds.
-        if (err != EBUSY || std::chrono::steady_clock::now() - start > std::chrono::milliseconds(busy_ms))
+        if (err != EBUSY ||
+            std::chrono::steady_clock::now() - start > std::chrono::milliseconds(busy_ms))
             return err;
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -570,9 +605,12 @@ int remove_dir(const std::string& path, bool plain, bool recursive, int busy_ms)
 
 std::string join(std::string_view parent, std::string_view child) {
     std::string out(parent);
-    while (out.size() > 1 && out.back() == '/') out.pop_back();
-    while (!child.empty() && child.front() == '/') child.remove_prefix(1);
-    while (!child.empty() && child.back() == '/') child.remove_suffix(1);
+    while (out.size() > 1 && out.back() == '/')
+        out.pop_back();
+    while (!child.empty() && child.front() == '/')
+        child.remove_prefix(1);
+    while (!child.empty() && child.back() == '/')
+        child.remove_suffix(1);
     if (child.empty()) return out.empty() ? std::string("/") : out;
     if (out.empty() || out.back() != '/') out += '/';
     out += child;
@@ -582,9 +620,11 @@ std::string join(std::string_view parent, std::string_view child) {
 namespace {
 
 void collect_pids(const std::string& dir, std::set<pid_t>& out, int depth = 0) {
-    for (pid_t p : read_pids(join(dir, "cgroup.procs"))) out.insert(p);
+    for (pid_t p : read_pids(join(dir, "cgroup.procs")))
+        out.insert(p);
     if (depth < 16)
-        for (const auto& sub : list_dirs(dir)) collect_pids(join(dir, sub), out, depth + 1);
+        for (const auto& sub : list_dirs(dir))
+            collect_pids(join(dir, sub), out, depth + 1);
 }
 
 void nap(int& ms) {
@@ -606,7 +646,8 @@ KillResult kill_all(const std::string& unified, const std::string& freezer,
             if (populated && *populated != 0) return false;
         }
         std::set<pid_t> pids;
-        for (const auto& dir : membership) collect_pids(dir, pids);
+        for (const auto& dir : membership)
+            collect_pids(dir, pids);
         return pids.empty();
     };
     auto note = [&](const std::string& what, int err) {
@@ -674,14 +715,16 @@ KillResult kill_all(const std::string& unified, const std::string& freezer,
             }
         }
         std::set<pid_t> pids;
-        for (const auto& dir : membership) collect_pids(dir, pids);
+        for (const auto& dir : membership)
+            collect_pids(dir, pids);
         for (pid_t p : pids) {
             if (p <= 1 || p == self) continue;
             if (::kill(p, SIGKILL) < 0 && errno != ESRCH) note("kill " + std::to_string(p), errno);
         }
         // SIGKILL takes effect once the tasks run again.
         if (frozen)
-            if (int err = write_file(freeze_file, thawed_on, plain)) note("write " + freeze_file, err);
+            if (int err = write_file(freeze_file, thawed_on, plain))
+                note("write " + freeze_file, err);
         if ((result.empty = is_empty())) return result;
         if (std::chrono::steady_clock::now() >= deadline) return result;
         nap(ms);

@@ -21,17 +21,15 @@
 
 #include "fd.hpp"
 
-#include <sys/types.h>
-
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <utility>
 #include <vector>
 
@@ -80,32 +78,34 @@ struct Limits {
 
 struct Usage {
     std::optional<std::uint64_t> memory_current; // bytes
-    std::optional<std::uint64_t> memory_peak;    // bytes: v2 memory.peak (5.19+), v1 max_usage_in_bytes
-    std::optional<std::uint64_t> cpu_usage_usec; // v2/hybrid cpu.stat usage_usec, else cpuacct.usage
+    std::optional<std::uint64_t>
+        memory_peak; // bytes: v2 memory.peak (5.19+), v1 max_usage_in_bytes
+    std::optional<std::uint64_t>
+        cpu_usage_usec; // v2/hybrid cpu.stat usage_usec, else cpuacct.usage
     std::optional<std::uint64_t> pids_current;
 };
 
 struct OomCounters {
-    std::optional<std::uint64_t> oom_kill;   // processes the OOM killer killed (v1: kernels >= 4.13)
-    std::optional<std::uint64_t> oom;        // v2 memory.events `oom` (limit hit, reclaim failed)
+    std::optional<std::uint64_t> oom_kill; // processes the OOM killer killed (v1: kernels >= 4.13)
+    std::optional<std::uint64_t> oom;      // v2 memory.events `oom` (limit hit, reclaim failed)
     std::optional<std::uint64_t> limit_hits; // v2 memory.events `max`, v1 memory.failcnt
     std::optional<bool> under_oom;           // v1 memory.oom_control
     bool operator==(const OomCounters&) const = default;
 };
 
 struct KillResult {
-    bool supported = true;  // false: driver `none` (use the process group instead)
-    bool empty = false;     // the cgroup was seen empty before the timeout
-    int rounds = 0;         // kill rounds made
-    std::string method;     // "cgroup.kill", "freezer", "signal"
-    std::string error;      // first error, if any
+    bool supported = true; // false: driver `none` (use the process group instead)
+    bool empty = false;    // the cgroup was seen empty before the timeout
+    int rounds = 0;        // kill rounds made
+    std::string method;    // "cgroup.kill", "freezer", "signal"
+    std::string error;     // first error, if any
 };
 
 struct Removal {
-    bool removed = false;   // every directory is gone
-    OomCounters oom;        // read before removal (report OOM before exit)
-    Usage usage;            // likewise
-    std::string error;      // first error (e.g. "rmdir X: Device or resource busy")
+    bool removed = false; // every directory is gone
+    OomCounters oom;      // read before removal (report OOM before exit)
+    Usage usage;          // likewise
+    std::string error;    // first error (e.g. "rmdir X: Device or resource busy")
 };
 
 struct Enforcement {
@@ -295,7 +295,8 @@ public:
     // an earlier run) is killed and removed. Returns the names found; names
     // that could not be removed are also appended to `failures` as
     // "name: reason". Call before creating any revision.
-    virtual std::vector<std::string> cleanup_stale(std::vector<std::string>* failures = nullptr) const = 0;
+    virtual std::vector<std::string>
+    cleanup_stale(std::vector<std::string>* failures = nullptr) const = 0;
     // The OOM watch matching this driver (never null; fd() -1 for none).
     virtual std::unique_ptr<OomWatch> make_oom_watch() const = 0;
 
@@ -308,10 +309,10 @@ protected:
 // root cgroup, which is exempt from the no-internal-processes rule; then
 // controllers in subtree_control from the delegation point (hearth's own
 // cgroup, or the deepest existing directory of an explicit parent outside
-// it) down to `<parent>/envs`; all modes: `<parent>/envs`). Never returns null: when cgroupfs cannot be used it
-// returns the `none` driver with the reason in enforcement()/describe().
-// Call early, before the environments start (the v2 leaf move is racy with
-// processes hearth itself is creating).
+// it) down to `<parent>/envs`; all modes: `<parent>/envs`). Never returns null: when cgroupfs
+// cannot be used it returns the `none` driver with the reason in enforcement()/describe(). Call
+// early, before the environments start (the v2 leaf move is racy with processes hearth itself is
+// creating).
 std::unique_ptr<Driver> open(const Config& config);
 // Same from an already detected layout (tests; a forced mode).
 std::unique_ptr<Driver> open(const Layout& layout, const Config& config);

@@ -55,7 +55,8 @@ public:
         Enforcement e;
         e.degraded = {
             "no cgroups: " + reason_,
-            "memory limits: userspace RSS watchdog instead of the kernel (not enforced between polls)",
+            "memory limits: userspace RSS watchdog instead of the kernel (not enforced between "
+            "polls)",
             "cpu limits: nice/SCHED_IDLE at best, no quota",
             "pids limit: not enforced",
             "kill: by process group; a process that calls setsid() escapes",
@@ -80,7 +81,9 @@ public:
 
     std::vector<std::string> cleanup_stale(std::vector<std::string>*) const override { return {}; }
 
-    std::unique_ptr<OomWatch> make_oom_watch() const override { return std::make_unique<NoneOomWatch>(); }
+    std::unique_ptr<OomWatch> make_oom_watch() const override {
+        return std::make_unique<NoneOomWatch>();
+    }
 
 private:
     std::string reason_;
@@ -90,7 +93,9 @@ private:
 
 namespace detail {
 
-std::unique_ptr<Driver> make_none(std::string reason) { return std::make_unique<NoneDriver>(std::move(reason)); }
+std::unique_ptr<Driver> make_none(std::string reason) {
+    return std::make_unique<NoneDriver>(std::move(reason));
+}
 
 } // namespace detail
 

@@ -5,12 +5,11 @@
 
 #include "cgroup.hpp"
 
+#include <cerrno>
 #include <fcntl.h>
+#include <set>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <set>
 
 namespace hearth::cgroup {
 
@@ -35,17 +34,21 @@ std::string parent_dir(const std::string& mount, const std::string& self, const 
 class V1Cgroup final : public Cgroup {
 public:
     // `dirs`: role -> directory; `unified`: cgroup2 directory or "".
-    V1Cgroup(std::string name, bool plain, std::map<std::string, std::string> role_dirs, std::string unified)
-        : Cgroup(std::move(name), plain), roles_(std::move(role_dirs)), unified_(std::move(unified)) {
+    V1Cgroup(std::string name, bool plain, std::map<std::string, std::string> role_dirs,
+             std::string unified)
+        : Cgroup(std::move(name), plain), roles_(std::move(role_dirs)),
+          unified_(std::move(unified)) {
         std::set<std::string> seen;
         for (const auto& [role, dir] : roles_)
             if (seen.insert(dir).second) dirs_.push_back(dir);
-        for (const auto& dir : dirs_) self_tasks_.push_back(join(dir, "tasks"));
+        for (const auto& dir : dirs_)
+            self_tasks_.push_back(join(dir, "tasks"));
         if (!unified_.empty()) {
             dirs_.push_back(unified_);
             unified_procs_ = join(unified_, "cgroup.procs");
         }
-        for (const auto& dir : dirs_) procs_.push_back(join(dir, "cgroup.procs"));
+        for (const auto& dir : dirs_)
+            procs_.push_back(join(dir, "cgroup.procs"));
     }
 
     // hybrid: clone3 can create the child in the cgroup2 directory (the v1
@@ -74,7 +77,8 @@ public:
         // cgroup2 keeps CPU time in every cgroup, controller or not.
         if (!u.cpu_usage_usec && !unified_.empty())
             u.cpu_usage_usec = detail::read_keyed(join(unified_, "cpu.stat"), "usage_usec");
-        if (auto p = dir("pids"); !p.empty()) u.pids_current = detail::read_u64(join(p, "pids.current"));
+        if (auto p = dir("pids"); !p.empty())
+            u.pids_current = detail::read_u64(join(p, "pids.current"));
         return u;
     }
 
@@ -91,7 +95,8 @@ public:
 
     std::optional<bool> populated() const override {
         if (!unified_.empty()) {
-            if (auto p = detail::read_keyed(join(unified_, "cgroup.events"), "populated")) return *p != 0;
+            if (auto p = detail::read_keyed(join(unified_, "cgroup.events"), "populated"))
+                return *p != 0;
         }
         for (const auto& procs : procs_)
             if (!detail::read_pids(procs).empty()) return true;
@@ -102,7 +107,8 @@ public:
     std::vector<pid_t> pids() const override {
         std::set<pid_t> all;
         for (const auto& procs : procs_)
-            for (pid_t p : detail::read_pids(procs)) all.insert(p);
+            for (pid_t p : detail::read_pids(procs))
+                all.insert(p);
         return {all.begin(), all.end()};
     }
 
@@ -143,9 +149,11 @@ public:
             entry.roles.insert(controller);
             entry.envs = join(parent_dir(h.mount, h.self, config), "envs");
         }
-        for (auto& [mount, h] : by_mount) candidates_.push_back(std::move(h));
+        for (auto& [mount, h] : by_mount)
+            candidates_.push_back(std::move(h));
         if (hybrid)
-            unified_envs_ = join(parent_dir(layout.unified_mount, layout.unified_self, config), "envs");
+            unified_envs_ =
+                join(parent_dir(layout.unified_mount, layout.unified_self, config), "envs");
     }
 
     std::string setup() {
@@ -153,7 +161,8 @@ public:
         for (auto& h : candidates_) {
             if (int err = detail::make_dirs(h.envs)) {
                 std::string what = "cannot create " + h.envs + ": " + errno_text(err);
-                for (const auto& role : h.roles) problems_[role] = what;
+                for (const auto& role : h.roles)
+                    problems_[role] = what;
                 if (first_error.empty()) first_error = what;
                 continue;
             }
@@ -186,20 +195,24 @@ public:
         for (std::string c : {"memory", "cpu", "pids"}) {
             if (has(c)) continue;
             auto it = problems_.find(c);
-            std::string why = it != problems_.end() ? it->second : "no cgroup v1 " + c + " hierarchy mounted";
+            std::string why =
+                it != problems_.end() ? it->second : "no cgroup v1 " + c + " hierarchy mounted";
             e.degraded.push_back(c + ": " + why + "; " + c + " limits not enforced");
         }
-        if (!unified_problem_.empty()) e.degraded.push_back("cgroup2 membership: " + unified_problem_);
+        if (!unified_problem_.empty())
+            e.degraded.push_back("cgroup2 membership: " + unified_problem_);
         if (unified_envs_.empty() && !has("freezer"))
-            e.degraded.push_back("kill: no cgroup2 and no freezer hierarchy; processes are killed one by "
-                                 "one, racing with fork");
+            e.degraded.push_back(
+                "kill: no cgroup2 and no freezer hierarchy; processes are killed one by "
+                "one, racing with fork");
         e.enforced = e.degraded.empty();
         return e;
     }
 
     std::vector<std::string> envs_directories() const override {
         std::vector<std::string> out;
-        for (const auto& h : hierarchies_) out.push_back(h.envs);
+        for (const auto& h : hierarchies_)
+            out.push_back(h.envs);
         if (!unified_envs_.empty()) out.push_back(unified_envs_);
         return out;
     }
@@ -207,9 +220,11 @@ public:
     std::unique_ptr<V1Cgroup> handle(const std::string& name) const {
         std::map<std::string, std::string> roles;
         for (const auto& h : hierarchies_)
-            for (const auto& role : h.roles) roles[role] = join(h.envs, name);
+            for (const auto& role : h.roles)
+                roles[role] = join(h.envs, name);
         return std::make_unique<V1Cgroup>(name, plain_, std::move(roles),
-                                          unified_envs_.empty() ? std::string() : join(unified_envs_, name));
+                                          unified_envs_.empty() ? std::string()
+                                                                : join(unified_envs_, name));
     }
 
     std::unique_ptr<Cgroup> create(const std::string& name, const Limits& limits,
@@ -227,7 +242,8 @@ public:
         auto cg = handle(name);
         std::vector<std::string> made;
         auto undo = [&] {
-            for (const auto& d : made) detail::remove_dir(d, plain_, true);
+            for (const auto& d : made)
+                detail::remove_dir(d, plain_, true);
         };
         for (const auto& d : cg->directories()) {
             if (int err = detail::make_fresh_dir(d, plain_)) {
@@ -249,26 +265,37 @@ public:
         };
         bool ok = true;
         if (limits.memory_max) {
-            if (has("memory")) ok = ok && write("memory", "memory.limit_in_bytes", std::to_string(*limits.memory_max));
-            else missing("memory_max", "memory");
+            if (has("memory"))
+                ok = ok &&
+                     write("memory", "memory.limit_in_bytes", std::to_string(*limits.memory_max));
+            else
+                missing("memory_max", "memory");
         }
         if (limits.memory_high)
-            cg->add_unenforced("memory_high: no cgroup v1 equivalent (soft_limit_in_bytes only acts under global "
-                               "pressure)");
+            cg->add_unenforced(
+                "memory_high: no cgroup v1 equivalent (soft_limit_in_bytes only acts under global "
+                "pressure)");
         if (limits.cpu_quota) {
             // Period first: the quota is checked against the current period.
             if (has("cpu"))
                 ok = ok && write("cpu", "cpu.cfs_period_us", std::to_string(cpu_period_us)) &&
-                     write("cpu", "cpu.cfs_quota_us", std::to_string(cpu_quota_us(*limits.cpu_quota)));
-            else missing("cpu_quota", "cpu");
+                     write("cpu", "cpu.cfs_quota_us",
+                           std::to_string(cpu_quota_us(*limits.cpu_quota)));
+            else
+                missing("cpu_quota", "cpu");
         }
         if (limits.cpu_weight) {
-            if (has("cpu")) ok = ok && write("cpu", "cpu.shares", std::to_string(weight_to_shares(*limits.cpu_weight)));
-            else missing("cpu_weight", "cpu");
+            if (has("cpu"))
+                ok = ok && write("cpu", "cpu.shares",
+                                 std::to_string(weight_to_shares(*limits.cpu_weight)));
+            else
+                missing("cpu_weight", "cpu");
         }
         if (limits.pids_max) {
-            if (has("pids")) ok = ok && write("pids", "pids.max", std::to_string(*limits.pids_max));
-            else missing("pids_max", "pids");
+            if (has("pids"))
+                ok = ok && write("pids", "pids.max", std::to_string(*limits.pids_max));
+            else
+                missing("pids_max", "pids");
         }
         if (!ok) {
             undo();
@@ -281,7 +308,8 @@ public:
     std::vector<std::string> cleanup_stale(std::vector<std::string>* failures) const override {
         std::set<std::string> names;
         for (const auto& envs : envs_directories())
-            for (auto& n : detail::list_dirs(envs)) names.insert(std::move(n));
+            for (auto& n : detail::list_dirs(envs))
+                names.insert(std::move(n));
         for (const auto& name : names) {
             auto cg = handle(name);
             KillResult k = cg->kill_all(std::chrono::seconds(2));
@@ -320,7 +348,8 @@ protected:
         std::string line = std::to_string(fd_.get()) + " " + std::to_string(oom.get());
         std::string path = join(entry.source.path, "cgroup.event_control");
         // The kernel keeps its own reference; `oom` may close afterwards.
-        if (int err = detail::write_file(path, line, plain_)) return "write " + path + ": " + errno_text(err);
+        if (int err = detail::write_file(path, line, plain_))
+            return "write " + path + ": " + errno_text(err);
         return "";
     }
     // The registration ends with the cgroup (or with the eventfd).
@@ -330,13 +359,17 @@ protected:
         while (::read(fd_.get(), &count, sizeof count) > 0) {
         }
     }
-    OomCounters read(const OomSource& source) const override { return detail::read_oom_v1(source.path); }
+    OomCounters read(const OomSource& source) const override {
+        return detail::read_oom_v1(source.path);
+    }
 
 private:
     bool plain_;
 };
 
-std::unique_ptr<OomWatch> V1Driver::make_oom_watch() const { return std::make_unique<EventfdOomWatch>(plain_); }
+std::unique_ptr<OomWatch> V1Driver::make_oom_watch() const {
+    return std::make_unique<EventfdOomWatch>(plain_);
+}
 
 } // namespace
 

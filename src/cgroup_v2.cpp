@@ -2,15 +2,14 @@
 
 #include "cgroup.hpp"
 
-#include <fcntl.h>
-#include <sys/inotify.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
 #include <set>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 namespace hearth::cgroup {
 
@@ -71,7 +70,9 @@ public:
         return u;
     }
 
-    OomCounters oom_counters() const override { return detail::read_oom_v2(join(dir_, "memory.events")); }
+    OomCounters oom_counters() const override {
+        return detail::read_oom_v2(join(dir_, "memory.events"));
+    }
 
     OomSource oom_source() const override {
         if (!has_memory_) return {};
@@ -84,7 +85,9 @@ public:
         return *p != 0;
     }
 
-    std::vector<pid_t> pids() const override { return detail::read_pids(join(dir_, "cgroup.procs")); }
+    std::vector<pid_t> pids() const override {
+        return detail::read_pids(join(dir_, "cgroup.procs"));
+    }
 
     KillResult kill_all(std::chrono::milliseconds timeout) override {
         return detail::kill_all(dir_, "", {dir_}, plain_, timeout);
@@ -113,10 +116,14 @@ private:
 class V2Driver final : public Driver {
 public:
     V2Driver(const Layout& layout, const Config& config)
-        : root_(layout.unified_mount), self_(layout.unified_self), plain_(!config.mount_prefix.empty()) {
-        if (config.parent_under_self) parent_ = join(self_, config.parent);
-        else if (!config.parent.empty()) parent_ = join(root_, config.parent);
-        else parent_ = self_;
+        : root_(layout.unified_mount), self_(layout.unified_self),
+          plain_(!config.mount_prefix.empty()) {
+        if (config.parent_under_self)
+            parent_ = join(self_, config.parent);
+        else if (!config.parent.empty())
+            parent_ = join(root_, config.parent);
+        else
+            parent_ = self_;
         envs_ = join(parent_, "envs");
     }
 
@@ -128,9 +135,11 @@ public:
         std::string top = self_;
         if (parent_.compare(0, self_.size() + 1, self_ + "/") != 0 && parent_ != self_) {
             top = parent_;
-            while (top.size() > root_.size() && !detail::exists(top)) top = top.substr(0, top.rfind('/'));
+            while (top.size() > root_.size() && !detail::exists(top))
+                top = top.substr(0, top.rfind('/'));
         }
-        if (int err = detail::make_dirs(parent_)) return "create " + parent_ + ": " + errno_text(err);
+        if (int err = detail::make_dirs(parent_))
+            return "create " + parent_ + ": " + errno_text(err);
         // The real root cgroup has no cgroup.events and is exempt from the
         // no-internal-processes rule: nothing to move there (and its
         // kernel threads could not move anyway).
@@ -140,7 +149,8 @@ public:
             if (::mkdir(leaf_.c_str(), 0755) < 0 && errno != EEXIST)
                 return "create " + leaf_ + ": " + errno_text(errno);
             move(::getpid(), true);
-            for (pid_t p : extra_pids) move(p, false);
+            for (pid_t p : extra_pids)
+                move(p, false);
         }
 
         // Controllers must be enabled at every level from there down to
@@ -159,15 +169,18 @@ public:
                 bool busy = std::any_of(failures.begin(), failures.end(),
                                         [](const Failure& f) { return f.error == EBUSY; });
                 if (!busy) break;
-                for (pid_t p : detail::read_pids(join(self_, "cgroup.procs"))) move(p, false);
+                for (pid_t p : detail::read_pids(join(self_, "cgroup.procs")))
+                    move(p, false);
                 std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt / 5));
                 failures = enable(dir);
             }
-            for (auto& f : failures) failures_.push_back(std::move(f));
+            for (auto& f : failures)
+                failures_.push_back(std::move(f));
         }
         if (::mkdir(envs_.c_str(), 0755) < 0 && errno != EEXIST)
             return "create " + envs_ + ": " + errno_text(errno);
-        for (auto& f : enable(envs_)) failures_.push_back(std::move(f));
+        for (auto& f : enable(envs_))
+            failures_.push_back(std::move(f));
 
         available_ = tokens(detail::read_file(join(envs_, "cgroup.subtree_control")));
         return "";
@@ -181,10 +194,12 @@ public:
             if (available_.count(c)) continue;
             std::string why = "not available in " + parent_;
             for (const auto& f : failures_)
-                if (f.controller == c) why = "could not enable in " + f.dir + ": " + errno_text(f.error);
+                if (f.controller == c)
+                    why = "could not enable in " + f.dir + ": " + errno_text(f.error);
             e.degraded.push_back(c + " controller " + why + "; " + c + " limits not enforced");
         }
-        for (const auto& m : move_problems_) e.degraded.push_back(m);
+        for (const auto& m : move_problems_)
+            e.degraded.push_back(m);
         e.enforced = e.degraded.empty();
         return e;
     }
@@ -226,18 +241,18 @@ public:
             const char* limit;
         };
         const Write writes[] = {
-            {limits.memory_max ? std::optional(std::to_string(*limits.memory_max)) : std::nullopt, "memory",
-             "memory.max", "memory_max"},
-            {limits.memory_high ? std::optional(std::to_string(*limits.memory_high)) : std::nullopt, "memory",
-             "memory.high", "memory_high"},
-            {limits.cpu_quota ? std::optional(std::to_string(cpu_quota_us(*limits.cpu_quota)) + " " +
-                                              std::to_string(cpu_period_us))
+            {limits.memory_max ? std::optional(std::to_string(*limits.memory_max)) : std::nullopt,
+             "memory", "memory.max", "memory_max"},
+            {limits.memory_high ? std::optional(std::to_string(*limits.memory_high)) : std::nullopt,
+             "memory", "memory.high", "memory_high"},
+            {limits.cpu_quota ? std::optional(std::to_string(cpu_quota_us(*limits.cpu_quota)) +
+                                              " " + std::to_string(cpu_period_us))
                               : std::nullopt,
              "cpu", "cpu.max", "cpu_quota"},
-            {limits.cpu_weight ? std::optional(std::to_string(*limits.cpu_weight)) : std::nullopt, "cpu",
-             "cpu.weight", "cpu_weight"},
-            {limits.pids_max ? std::optional(std::to_string(*limits.pids_max)) : std::nullopt, "pids",
-             "pids.max", "pids_max"},
+            {limits.cpu_weight ? std::optional(std::to_string(*limits.cpu_weight)) : std::nullopt,
+             "cpu", "cpu.weight", "cpu_weight"},
+            {limits.pids_max ? std::optional(std::to_string(*limits.pids_max)) : std::nullopt,
+             "pids", "pids.max", "pids_max"},
         };
         for (const auto& w : writes) {
             if (!w.value) continue;
@@ -282,8 +297,8 @@ private:
         if (!err) {
             moved_.push_back(pid);
         } else if (is_self || (err != ESRCH && err != EINVAL)) {
-            move_problems_.push_back("could not move pid " + std::to_string(pid) + " into " + leaf_ + ": " +
-                                     errno_text(err));
+            move_problems_.push_back("could not move pid " + std::to_string(pid) + " into " +
+                                     leaf_ + ": " + errno_text(err));
         }
     }
 
@@ -296,7 +311,8 @@ private:
         // A fake tree has no cgroup.controllers in directories hearth made;
         // the kernel would show the parent's subtree_control there.
         if (!controllers_text && plain_ && dir != root_)
-            controllers_text = detail::read_file(join(dir.substr(0, dir.rfind('/')), "cgroup.subtree_control"));
+            controllers_text =
+                detail::read_file(join(dir.substr(0, dir.rfind('/')), "cgroup.subtree_control"));
         auto available = tokens(controllers_text);
         std::vector<std::string> missing;
         for (const auto& c : wanted_controllers)
@@ -304,11 +320,13 @@ private:
         std::vector<Failure> failures;
         if (missing.empty()) return failures;
         std::string all;
-        for (const auto& c : missing) all += (all.empty() ? "+" : " +") + c;
+        for (const auto& c : missing)
+            all += (all.empty() ? "+" : " +") + c;
         std::string path = join(dir, "cgroup.subtree_control");
         if (detail::write_file(path, all, plain_) == 0) return failures;
         for (const auto& c : missing)
-            if (int err = detail::write_file(path, "+" + c, plain_)) failures.push_back({c, dir, err});
+            if (int err = detail::write_file(path, "+" + c, plain_))
+                failures.push_back({c, dir, err});
         return failures;
     }
 
@@ -333,7 +351,8 @@ public:
 protected:
     std::string arm(Entry& entry) override {
         entry.wd = ::inotify_add_watch(fd_.get(), entry.source.path.c_str(), IN_MODIFY);
-        if (entry.wd < 0) return "inotify_add_watch " + entry.source.path + ": " + errno_text(errno);
+        if (entry.wd < 0)
+            return "inotify_add_watch " + entry.source.path + ": " + errno_text(errno);
         return "";
     }
     void disarm(Entry& entry) override {
@@ -345,10 +364,14 @@ protected:
         while (::read(fd_.get(), buf, sizeof buf) > 0) {
         }
     }
-    OomCounters read(const OomSource& source) const override { return detail::read_oom_v2(source.path); }
+    OomCounters read(const OomSource& source) const override {
+        return detail::read_oom_v2(source.path);
+    }
 };
 
-std::unique_ptr<OomWatch> V2Driver::make_oom_watch() const { return std::make_unique<InotifyOomWatch>(); }
+std::unique_ptr<OomWatch> V2Driver::make_oom_watch() const {
+    return std::make_unique<InotifyOomWatch>();
+}
 
 } // namespace
 

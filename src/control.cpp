@@ -3,16 +3,15 @@
 #include "fd.hpp"
 #include "log.hpp"
 
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <optional>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unordered_map>
 
 namespace hearth::control {
@@ -28,7 +27,9 @@ namespace {
 constexpr std::size_t max_iov_per_write = 1024;
 constexpr std::size_t max_error_text = 300;
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
 
 std::string truncate_text(std::string s) {
     if (s.size() > max_error_text) {
@@ -44,13 +45,18 @@ bool nesting_exceeds(std::string_view text, int limit) {
     bool in_string = false, escaped = false;
     for (char ch : text) {
         if (in_string) {
-            if (escaped) escaped = false;
-            else if (ch == '\\') escaped = true;
-            else if (ch == '"') in_string = false;
+            if (escaped)
+                escaped = false;
+            else if (ch == '\\')
+                escaped = true;
+            else if (ch == '"')
+                in_string = false;
             continue;
         }
         switch (ch) {
-        case '"': in_string = true; break;
+        case '"':
+            in_string = true;
+            break;
         case '[':
         case '{':
             if (++depth > limit) return true;
@@ -59,7 +65,8 @@ bool nesting_exceeds(std::string_view text, int limit) {
         case '}':
             if (depth > 0) --depth;
             break;
-        default: break;
+        default:
+            break;
         }
     }
     return false;
@@ -68,7 +75,7 @@ bool nesting_exceeds(std::string_view text, int limit) {
 // mkdir -p; directories it creates get exactly 0755 (whatever the umask).
 std::string make_parent_dirs(const std::string& dir) {
     if (dir.empty()) return "";
-    struct stat st{};
+    struct stat st {};
     if (::stat(dir.c_str(), &st) == 0) {
         if (!S_ISDIR(st.st_mode)) return dir + " is not a directory";
         return "";
@@ -110,7 +117,8 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
 
     uv_loop_t* loop;
     Limits limits;
-    std::map<std::string, Handler, std::less<>> methods; // node-stable: add_method during dispatch is safe
+    std::map<std::string, Handler, std::less<>>
+        methods; // node-stable: add_method during dispatch is safe
     uv_pipe_t* listener = nullptr;
     std::string path;
     dev_t sock_dev = 0;
@@ -187,7 +195,6 @@ struct ConnectionOps {
     static void idle_cb(uv_timer_t* t);
     static void handle_close_cb(uv_handle_t* h);
 };
-
 
 // ---- Connection internals --------------------------------------------------
 
@@ -286,7 +293,8 @@ void ConnectionOps::start_write(Connection& c) {
     }
     std::vector<uv_buf_t> bufs; // libuv copies the array, not the bytes
     bufs.reserve(n);
-    for (auto& s : c.inflight_) bufs.push_back(uv_buf_init(s.data(), static_cast<unsigned>(s.size())));
+    for (auto& s : c.inflight_)
+        bufs.push_back(uv_buf_init(s.data(), static_cast<unsigned>(s.size())));
     c.write_req_.data = &c;
     int r = uv_write(&c.write_req_, reinterpret_cast<uv_stream_t*>(&c.pipe_), bufs.data(),
                      static_cast<unsigned>(bufs.size()), write_cb);
@@ -304,7 +312,8 @@ void ConnectionOps::write_cb(uv_write_t* req, int status) {
         c->writing_ = false;
         c->inflight_.clear();
         if (c->inflight_.capacity() > 64) std::vector<std::string>().swap(c->inflight_);
-        if (c->state_ == Connection::State::closing || c->state_ == Connection::State::closed) return;
+        if (c->state_ == Connection::State::closing || c->state_ == Connection::State::closed)
+            return;
         if (status < 0) {
             close_now(*c, std::string("write error: ") + uv_strerror(status), spdlog::level::debug);
             return;
@@ -320,8 +329,10 @@ void ConnectionOps::write_cb(uv_write_t* req, int status) {
 void ConnectionOps::update_idle(Connection& c, bool restart) {
     if (!c.timer_init_ || c.core_->limits.idle_timeout_ms == 0) return;
     bool eligible = false;
-    if (c.state_ == Connection::State::draining) eligible = true; // bound the flush
-    else if (c.state_ == Connection::State::open) eligible = !c.subscriber_ && c.outstanding_ == 0;
+    if (c.state_ == Connection::State::draining)
+        eligible = true; // bound the flush
+    else if (c.state_ == Connection::State::open)
+        eligible = !c.subscriber_ && c.outstanding_ == 0;
     if (!eligible) {
         uv_timer_stop(&c.idle_);
         return;
@@ -398,10 +409,10 @@ void ConnectionOps::too_long(Connection& c) {
     c.inbuf_ = std::string();
     c.discarding_ = true;
     send(c, rpc::to_line(rpc::make_error(
-                nullptr, {rpc::invalid_request,
-                          "request line exceeds " + std::to_string(c.core_->limits.max_line) +
-                              " bytes",
-                          nullptr})));
+                nullptr,
+                {rpc::invalid_request,
+                 "request line exceeds " + std::to_string(c.core_->limits.max_line) + " bytes",
+                 nullptr})));
 }
 
 void ConnectionOps::on_eof(Connection& c) {
@@ -489,8 +500,11 @@ void ConnectionOps::handle_line(Connection& c, std::string_view line) {
     }
     auto h = c.core_->methods.find(method);
     if (h == c.core_->methods.end()) {
-        if (has_id) reply_error(id, rpc::method_not_found, "method not found: " + method);
-        else log::debug("control notification for unknown method", {{"conn", c.id_}, {"method", method}});
+        if (has_id)
+            reply_error(id, rpc::method_not_found, "method not found: " + method);
+        else
+            log::debug("control notification for unknown method",
+                       {{"conn", c.id_}, {"method", method}});
         return;
     }
     dispatch(c, h->second, *params, std::move(id), has_id, method);
@@ -524,8 +538,9 @@ void ConnectionOps::dispatch(Connection& c, const Handler& handler, const json& 
     if (failure) {
         answer_error(*st, *failure);
     } else if (st->abandoned) {
-        answer_error(*st, {rpc::internal_error, "internal error: method " + method +
-                                                    " returned without a reply", nullptr});
+        answer_error(*st,
+                     {rpc::internal_error,
+                      "internal error: method " + method + " returned without a reply", nullptr});
     }
 }
 
@@ -567,7 +582,8 @@ void ServerCore::on_connection(int status) {
     ++conn->open_handles_;
     handle_opened();
     conns.emplace(conn->id_, conn);
-    r = uv_accept(reinterpret_cast<uv_stream_t*>(listener), reinterpret_cast<uv_stream_t*>(&conn->pipe_));
+    r = uv_accept(reinterpret_cast<uv_stream_t*>(listener),
+                  reinterpret_cast<uv_stream_t*>(&conn->pipe_));
     if (r != 0) {
         log::warn("control server accept failed", {{"error", uv_strerror(r)}});
         ConnectionOps::close_now(*conn, "accept failed", spdlog::level::debug);
@@ -585,7 +601,7 @@ void ServerCore::unlink_socket() {
     if (!bound) return;
     bound = false;
     // Only our own socket: a newer hearth may already have replaced it.
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sock_dev &&
         st.st_ino == sock_ino)
         ::unlink(path.c_str());
@@ -606,8 +622,10 @@ void ServerCore::close(std::function<void()> cb) {
         unlink_socket();
         std::vector<std::shared_ptr<Connection>> all;
         all.reserve(conns.size());
-        for (auto& kv : conns) all.push_back(kv.second);
-        for (auto& c : all) ConnectionOps::close_now(*c, "server closing", spdlog::level::debug);
+        for (auto& kv : conns)
+            all.push_back(kv.second);
+        for (auto& c : all)
+            ConnectionOps::close_now(*c, "server closing", spdlog::level::debug);
     }
     if (open_handles == 0) {
         auto callbacks = std::move(on_closed);
@@ -629,7 +647,9 @@ Reply& Reply::operator=(Reply&& other) noexcept {
     return *this;
 }
 
-Reply::~Reply() { abandon(); }
+Reply::~Reply() {
+    abandon();
+}
 
 void Reply::abandon() noexcept {
     if (!state_) return;
@@ -666,7 +686,9 @@ bool Reply::pending() const noexcept {
     return state_ && !state_->answered && !state_->notification;
 }
 
-bool Reply::is_notification() const noexcept { return state_ && state_->notification; }
+bool Reply::is_notification() const noexcept {
+    return state_ && state_->notification;
+}
 
 // ---- Connection -------------------------------------------------------------
 
@@ -693,7 +715,9 @@ std::size_t Connection::pending_output() const noexcept {
     return n;
 }
 
-void Connection::close() { detail::ConnectionOps::close_now(*this, "closed by hearth", spdlog::level::debug); }
+void Connection::close() {
+    detail::ConnectionOps::close_now(*this, "closed by hearth", spdlog::level::debug);
+}
 
 // ---- ControlServer ------------------------------------------------------------
 
@@ -712,11 +736,17 @@ void ControlServer::add_method(std::string name, Handler handler) {
     core_->methods.insert_or_assign(std::move(name), std::move(handler));
 }
 
-std::size_t ControlServer::connections() const { return core_->live_connections(); }
+std::size_t ControlServer::connections() const {
+    return core_->live_connections();
+}
 
-const Limits& ControlServer::limits() const { return core_->limits; }
+const Limits& ControlServer::limits() const {
+    return core_->limits;
+}
 
-void ControlServer::close(std::function<void()> on_closed) { core_->close(std::move(on_closed)); }
+void ControlServer::close(std::function<void()> on_closed) {
+    core_->close(std::move(on_closed));
+}
 
 std::string ControlServer::listen_unix(const std::string& path) {
     auto& core = *core_;
@@ -736,7 +766,7 @@ std::string ControlServer::listen_unix(const std::string& path) {
         if (!err.empty()) return "control socket " + path + ": " + err;
     }
 
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) return path + " exists and is not a socket; not replacing it";
         Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -778,7 +808,8 @@ std::string ControlServer::listen_unix(const std::string& path) {
     };
     if (::chmod(path.c_str(), 0600) != 0)
         return fail("cannot chmod " + path + ": " + errno_text(errno));
-    if (::lstat(path.c_str(), &st) != 0) return fail("cannot stat " + path + ": " + errno_text(errno));
+    if (::lstat(path.c_str(), &st) != 0)
+        return fail("cannot stat " + path + ": " + errno_text(errno));
 
     auto* pipe = new uv_pipe_t{};
     int r = uv_pipe_init(core.loop, pipe, 0);

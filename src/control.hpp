@@ -13,17 +13,15 @@
 
 #include "rpc.hpp"
 
-#include <uv.h>
-
-#include <nlohmann/json.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <uv.h>
 #include <vector>
 
 namespace hearth::control {

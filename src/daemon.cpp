@@ -11,20 +11,19 @@
 #include "uv_util.hpp"
 #include "version.hpp"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/utsname.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 namespace hearth {
 
@@ -137,9 +136,8 @@ std::string Daemon::start() {
     isolation_.on_oom = [this](const std::string& name, const cgroup::OomChange& change) {
         on_oom_kill(name, change);
     };
-    isolation_.on_watchdog = [this](const std::string& name, std::uint64_t rss, std::uint64_t limit) {
-        on_watchdog_kill(name, rss, limit);
-    };
+    isolation_.on_watchdog = [this](const std::string& name, std::uint64_t rss,
+                                    std::uint64_t limit) { on_watchdog_kill(name, rss, limit); };
 
     forwarder_ = std::make_unique<StdoutForwarder>(STDOUT_FILENO);
     register_methods();
@@ -191,7 +189,8 @@ void Daemon::register_methods() {
         if (!spec.user.empty() || !spec.group.empty()) {
             Identity who = resolve_identity(spec.user, spec.group);
             if (!who.error.empty())
-                throw rpc::invalid_params_at(spec.user.empty() || who.error.find("user") == std::string::npos
+                throw rpc::invalid_params_at(spec.user.empty() ||
+                                                     who.error.find("user") == std::string::npos
                                                  ? "params.group"
                                                  : "params.user",
                                              who.error);
@@ -232,7 +231,8 @@ void Daemon::register_methods() {
             // A deploy may have arrived while stopping; then keep the location.
             bool busy = false;
             if (it != locations_.end())
-                for (auto& r : it->second.revisions) busy |= is_live(r->state);
+                for (auto& r : it->second.revisions)
+                    busy |= is_live(r->state);
             if (it != locations_.end() && !busy) locations_.erase(it);
             log::info("location removed", {{"location", name}});
             shared_reply->result({{"removed", name}, {"stopped", *stopped}});
@@ -248,16 +248,19 @@ void Daemon::register_methods() {
 
     server_.add_method("status", [this](const json& params, Reply reply, const ConnPtr&) {
         for (auto& [name, loc] : locations_)
-            for (auto& rev : loc.revisions) refresh_usage(*rev);
+            for (auto& rev : loc.revisions)
+                refresh_usage(*rev);
         json locs = json::array();
         if (auto name = rpc::optional_string(params, "location")) {
             locs.push_back(require_location(*name).to_json());
         } else {
-            for (const auto& entry : locations_) locs.push_back(entry.second.to_json());
+            for (const auto& entry : locations_)
+                locs.push_back(entry.second.to_json());
         }
         json info = hearth_info();
         info["cgroup"] = isolation_.describe();
-        info["store"] = {{"budget_bytes", store_budget_}, {"used_bytes", store_used_},
+        info["store"] = {{"budget_bytes", store_budget_},
+                         {"used_bytes", store_used_},
                          {"pinned_bytes", store_pinned_}};
         reply.result({{"hearth", std::move(info)}, {"locations", std::move(locs)}});
     });
@@ -273,7 +276,9 @@ void Daemon::register_methods() {
         } else if (!loc.revisions.empty()) {
             rev = loc.revisions.front().get();
         }
-        if (!rev) throw rpc::Failure(rpc::unknown_revision, "location '" + loc.name + "' has no revisions");
+        if (!rev)
+            throw rpc::Failure(rpc::unknown_revision,
+                               "location '" + loc.name + "' has no revisions");
         auto tail = rpc::optional_integer(params, "tail", 0, 10000).value_or(100);
         bool follow = rpc::optional_bool(params, "follow").value_or(false);
         if (rev->output) rev->output->drain_now();
@@ -282,30 +287,34 @@ void Daemon::register_methods() {
             lines.push_back({{"ts", format_timestamp(line.time)},
                              {"stream", line.stream == Stream::err ? "stderr" : "stdout"},
                              {"text", line.text}});
-        reply.result({{"id", rev->id}, {"lines", std::move(lines)}, {"dropped", rev->output_ring.dropped()}});
+        reply.result({{"id", rev->id},
+                      {"lines", std::move(lines)},
+                      {"dropped", rev->output_ring.dropped()}});
         if (follow) {
             conn->set_subscriber(true);
             followers_.push_back({conn, rev->id});
         }
     });
 
-    server_.add_method("events.subscribe",
-                       [this](const json& params, Reply reply, const ConnPtr& conn) {
-                           std::string loc = rpc::optional_string(params, "location").value_or("");
-                           if (!loc.empty() && !valid_location_name(loc))
-                               throw rpc::invalid_params_at("params.location",
-                                                            "'" + loc + "' is not a valid name");
-                           conn->set_subscriber(true);
-                           subscribers_.push_back({conn, loc});
-                           reply.result({{"subscribed", true}});
-                       });
+    server_.add_method("events.subscribe", [this](const json& params, Reply reply,
+                                                  const ConnPtr& conn) {
+        std::string loc = rpc::optional_string(params, "location").value_or("");
+        if (!loc.empty() && !valid_location_name(loc))
+            throw rpc::invalid_params_at("params.location", "'" + loc + "' is not a valid name");
+        conn->set_subscriber(true);
+        subscribers_.push_back({conn, loc});
+        reply.result({{"subscribed", true}});
+    });
 
     server_.add_method("cache.list", [this](const json&, Reply reply, const ConnPtr&) {
         auto shared_reply = std::make_shared<Reply>(std::move(reply));
         run_blocking<std::vector<CacheEntry>>(
             loop_, [this] { return store_.list_cache(); },
-            [this, shared_reply](std::optional<std::vector<CacheEntry>> entries, std::string error) {
-                if (!entries) return shared_reply->error(rpc::Error{rpc::internal_error, "cache.list: " + error, {}});
+            [this, shared_reply](std::optional<std::vector<CacheEntry>> entries,
+                                 std::string error) {
+                if (!entries)
+                    return shared_reply->error(
+                        rpc::Error{rpc::internal_error, "cache.list: " + error, {}});
                 std::map<ObjectKey, std::vector<std::string>> users;
                 for (const auto& [name, loc] : locations_)
                     for (const auto& rev : loc.revisions) {
@@ -313,7 +322,8 @@ void Daemon::register_methods() {
                         for (const ArtifactSpec* a : {&rev->spec.deps, &rev->spec.source})
                             for (ObjectKind k : {ObjectKind::blob, ObjectKind::tree}) {
                                 auto& ids = users[{k, a->sha256}];
-                                if (std::find(ids.begin(), ids.end(), rev->id) == ids.end()) ids.push_back(rev->id);
+                                if (std::find(ids.begin(), ids.end(), rev->id) == ids.end())
+                                    ids.push_back(rev->id);
                             }
                     }
                 json list = json::array();
@@ -342,18 +352,22 @@ void Daemon::register_methods() {
         std::uint64_t target = store_budget_;
         if (auto it = params.find("target_bytes"); it != params.end() && !it->is_null()) {
             std::string err;
-            if (!parse_bytes(*it, target, err)) throw rpc::invalid_params_at("params.target_bytes", err);
+            if (!parse_bytes(*it, target, err))
+                throw rpc::invalid_params_at("params.target_bytes", err);
         }
         auto shared_reply = std::make_shared<Reply>(std::move(reply));
         // An operator's request: free what can be freed even when objects in
         // use keep the store above the target.
         run_gc(target, true, [this, shared_reply, target](const GcOutcome& out) {
             if (!out.error.empty() && out.plan.evict.empty())
-                return shared_reply->error(rpc::Error{rpc::internal_error, "cache.gc: " + out.error, {}});
+                return shared_reply->error(
+                    rpc::Error{rpc::internal_error, "cache.gc: " + out.error, {}});
             json evicted = json::array();
             if (out.applied)
                 for (const auto& e : out.plan.evict)
-                    evicted.push_back({{"kind", object_kind_name(e.kind)}, {"sha256", e.sha256}, {"bytes", e.bytes}});
+                    evicted.push_back({{"kind", object_kind_name(e.kind)},
+                                       {"sha256", e.sha256},
+                                       {"bytes", e.bytes}});
             json result = {{"evicted", std::move(evicted)},
                            {"freed_bytes", out.freed},
                            {"used_bytes", store_used_},
@@ -386,7 +400,9 @@ Revision* Daemon::find_revision(const std::string& id) {
     return nullptr;
 }
 
-Location& Daemon::location_of(const Revision& rev) { return locations_.at(rev.location); }
+Location& Daemon::location_of(const Revision& rev) {
+    return locations_.at(rev.location);
+}
 
 // ---- events and output -----------------------------------------------------
 
@@ -432,7 +448,8 @@ void Daemon::set_state(Revision& rev, State state) {
     State previous = rev.state;
     if (previous == state) return;
     double phase_ms = elapsed_ms(rev.phase_started);
-    if (!is_final(previous) && previous != State::ready) rev.timings_ms[state_name(previous)] = phase_ms;
+    if (!is_final(previous) && previous != State::ready)
+        rev.timings_ms[state_name(previous)] = phase_ms;
     rev.state = state;
     rev.state_since = WallClock::now();
     rev.phase_started = Clock::now();
@@ -454,8 +471,10 @@ Revision& Daemon::create_revision(DeploySpec spec) {
     auto rev = std::make_unique<Revision>(loop_, std::move(name), number, std::move(spec));
     Revision& ref = *rev;
     loc.revisions.push_front(std::move(rev));
-    log::info("deploy accepted", {{"location", ref.location}, {"id", ref.id},
-                                  {"deps", ref.spec.deps.sha256}, {"source", ref.spec.source.sha256}});
+    log::info("deploy accepted", {{"location", ref.location},
+                                  {"id", ref.id},
+                                  {"deps", ref.spec.deps.sha256},
+                                  {"source", ref.spec.source.sha256}});
     emit_event(ref, std::nullopt);
     return ref;
 }
@@ -467,8 +486,10 @@ void Daemon::fail(Revision& rev, const char* reason, std::string message) {
     while (!message.empty() && std::isspace(static_cast<unsigned char>(message.back())))
         message.pop_back();
     rev.message = std::move(message);
-    log::warn("revision failed", {{"location", rev.location}, {"id", rev.id},
-                                  {"reason", rev.reason}, {"message", rev.message}});
+    log::warn("revision failed", {{"location", rev.location},
+                                  {"id", rev.id},
+                                  {"reason", rev.reason},
+                                  {"message", rev.message}});
     // A revision that failed while bringing objects into the store (a blob
     // too big to extract within the budget, say) may have left it over
     // budget; what only it used is unpinned now.
@@ -611,11 +632,13 @@ void Daemon::compose(const std::string& id, std::shared_ptr<InspectResult> inspe
         if (!chosen) {
             std::string have;
             for (const auto& i : found)
-                have += (have.empty() ? "" : ", ") + i.implementation + " " + i.version() + " (" + i.path + ")";
+                have += (have.empty() ? "" : ", ") + i.implementation + " " + i.version() + " (" +
+                        i.path + ")";
             std::string want = describe(source_c);
             if (!deps_c.empty()) want += (want.empty() ? "" : " and ") + describe(deps_c);
             return fail(*rev, reason::no_interpreter,
-                        "no interpreter satisfies " + (want.empty() ? std::string("any constraint") : want) +
+                        "no interpreter satisfies " +
+                            (want.empty() ? std::string("any constraint") : want) +
                             "; found: " + (have.empty() ? "none" : have));
         }
         rev->python = chosen->path;
@@ -710,37 +733,41 @@ void Daemon::prepare_cgroup(const std::string& id) {
     if (!rev || rev->cgroup_state != Revision::CgroupState::none) return;
     rev->cgroup_driver = isolation_.driver_name();
     rev->cgroup_state = Revision::CgroupState::creating;
-    isolation_.create(rev->id, rev->spec.limits,
-                      [this, id](std::shared_ptr<cgroup::Cgroup> cg, std::string error) {
-                          Revision* r = find_revision(id);
-                          if (!r || is_final(r->state) || r->ending) {
-                              // Ended meanwhile, without this cgroup.
-                              if (cg) isolation_.remove(std::move(cg), [](cgroup::Removal) {});
-                              return;
-                          }
-                          if (!cg) {
-                              r->cgroup_state = Revision::CgroupState::failed;
-                              r->cgroup_error = error;
-                              if (r->state == State::starting) start_process(id);
-                              return;
-                          }
-                          r->cgroup = std::move(cg);
-                          r->cgroup_state = Revision::CgroupState::ready;
-                          const auto& l = r->spec.limits;
-                          r->degraded = r->cgroup->unenforced();
-                          bool any_limit = l.memory_max || l.memory_high || l.cpu_quota ||
-                                           l.cpu_weight || l.pids_max;
-                          if (isolation_.is_none()) {
-                              r->degraded.clear();
-                              if (l.memory_max) r->degraded.push_back("memory: hearth's RSS watchdog (no cgroup)");
-                              if (l.memory_high) r->degraded.push_back("memory_high: not enforced (no cgroup)");
-                              if (l.cpu_quota || l.cpu_weight) r->degraded.push_back("cpus: lower priority (nice 10), no quota");
-                              if (l.pids_max) r->degraded.push_back("pids: not enforced (no cgroup)");
-                              if (!any_limit) r->degraded.push_back("no cgroup: stop reaches the session tree only");
-                          }
-                          r->enforced = r->degraded.empty();
-                          if (r->state == State::starting && r->start_waiting) start_process(id);
-                      });
+    isolation_.create(
+        rev->id, rev->spec.limits,
+        [this, id](std::shared_ptr<cgroup::Cgroup> cg, std::string error) {
+            Revision* r = find_revision(id);
+            if (!r || is_final(r->state) || r->ending) {
+                // Ended meanwhile, without this cgroup.
+                if (cg) isolation_.remove(std::move(cg), [](cgroup::Removal) {});
+                return;
+            }
+            if (!cg) {
+                r->cgroup_state = Revision::CgroupState::failed;
+                r->cgroup_error = error;
+                if (r->state == State::starting) start_process(id);
+                return;
+            }
+            r->cgroup = std::move(cg);
+            r->cgroup_state = Revision::CgroupState::ready;
+            const auto& l = r->spec.limits;
+            r->degraded = r->cgroup->unenforced();
+            bool any_limit =
+                l.memory_max || l.memory_high || l.cpu_quota || l.cpu_weight || l.pids_max;
+            if (isolation_.is_none()) {
+                r->degraded.clear();
+                if (l.memory_max)
+                    r->degraded.push_back("memory: hearth's RSS watchdog (no cgroup)");
+                if (l.memory_high) r->degraded.push_back("memory_high: not enforced (no cgroup)");
+                if (l.cpu_quota || l.cpu_weight)
+                    r->degraded.push_back("cpus: lower priority (nice 10), no quota");
+                if (l.pids_max) r->degraded.push_back("pids: not enforced (no cgroup)");
+                if (!any_limit)
+                    r->degraded.push_back("no cgroup: stop reaches the session tree only");
+            }
+            r->enforced = r->degraded.empty();
+            if (r->state == State::starting && r->start_waiting) start_process(id);
+        });
 }
 
 void Daemon::start_process(const std::string& id) {
@@ -793,7 +820,8 @@ void Daemon::spawn_process(const std::string& id) {
     req.uid = who.uid;
     req.gid = who.gid;
     req.groups = who.groups;
-    if (isolation_.is_none() && (rev->spec.limits.cpu_quota || rev->spec.limits.cpu_weight)) req.nice = 10;
+    if (isolation_.is_none() && (rev->spec.limits.cpu_quota || rev->spec.limits.cpu_weight))
+        req.nice = 10;
     SpawnResult spawned = spawn(req);
     out_write.reset();
     err_write.reset();
@@ -805,18 +833,22 @@ void Daemon::spawn_process(const std::string& id) {
     rev->wait_status.reset();
     if (rev->cgroup && !isolation_.is_none())
         rev->oom_kills_baseline = rev->cgroup->oom_counters().oom_kill.value_or(0);
-    log::info("revision process started", {{"location", rev->location}, {"id", rev->id},
-                                           {"pid", rev->pid}, {"python", rev->python},
+    log::info("revision process started", {{"location", rev->location},
+                                           {"id", rev->id},
+                                           {"pid", rev->pid},
+                                           {"python", rev->python},
                                            {"cgroup", rev->cgroup_driver},
                                            {"restarts", rev->restarts}});
     init_.watch(rev->pid, [this, id](int status) { on_process_exit(id, status); });
     std::optional<std::uint64_t> watchdog_limit;
     if (rev->spec.limits.memory_max && (isolation_.is_none() || !rev->enforced)) {
         bool memory_enforced = !isolation_.is_none();
-        for (const auto& d : rev->degraded) memory_enforced &= d.rfind("memory_max", 0) != 0;
+        for (const auto& d : rev->degraded)
+            memory_enforced &= d.rfind("memory_max", 0) != 0;
         if (!memory_enforced) watchdog_limit = rev->spec.limits.memory_max;
     }
-    isolation_.watch(rev->id, isolation_.is_none() ? nullptr : rev->cgroup.get(), rev->pid, watchdog_limit);
+    isolation_.watch(rev->id, isolation_.is_none() ? nullptr : rev->cgroup.get(), rev->pid,
+                     watchdog_limit);
 
     std::string log_dir = options_.state_dir + "/logs/" + rev->location;
     make_dirs(log_dir);
@@ -904,12 +936,14 @@ void Daemon::after_exit(const std::string& id) {
     const char* why = rev->oom ? reason::oom_killed : reason::exited;
     std::string message = "process " + describe_wait_status(wait_status);
     if (rev->oom) {
-        message = "killed for memory (limit " +
-                  (rev->oom->contains("limit") ? format_bytes((*rev->oom)["limit"].get<std::uint64_t>()) : "?") +
-                  (rev->oom->contains("peak")
-                       ? ", peak " + format_bytes((*rev->oom)["peak"].get<std::uint64_t>())
-                       : std::string()) +
-                  ", by the " + (*rev->oom)["source"].get<std::string>() + "); " + message;
+        message =
+            "killed for memory (limit " +
+            (rev->oom->contains("limit") ? format_bytes((*rev->oom)["limit"].get<std::uint64_t>())
+                                         : "?") +
+            (rev->oom->contains("peak")
+                 ? ", peak " + format_bytes((*rev->oom)["peak"].get<std::uint64_t>())
+                 : std::string()) +
+            ", by the " + (*rev->oom)["source"].get<std::string>() + "); " + message;
     }
     bool clean = !rev->oom && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
     double ran_s = std::chrono::duration<double>(Clock::now() - rev->process_started).count();
@@ -930,16 +964,20 @@ void Daemon::after_exit(const std::string& id) {
         isolation_.remove(std::move(rev->cgroup), [this, id](cgroup::Removal removal) {
             Revision* r = find_revision(id);
             if (!r || r->cgroup_state != Revision::CgroupState::removing) return;
-            if (removal.usage.cpu_usage_usec) r->usage.cpu_usage_usec = removal.usage.cpu_usage_usec;
+            if (removal.usage.cpu_usage_usec)
+                r->usage.cpu_usage_usec = removal.usage.cpu_usage_usec;
             r->cgroup_state = Revision::CgroupState::none;
             if (r->state == State::starting && r->start_waiting) prepare_cgroup(id);
         });
     }
     rev->next_attempt_at = WallClock::now() + std::chrono::duration_cast<WallClock::duration>(
                                                   std::chrono::duration<double>(d.delay_s));
-    log::warn("revision will be restarted", {{"location", rev->location}, {"id", rev->id},
-                                             {"reason", why}, {"message", message},
-                                             {"backoff_s", d.delay_s}, {"restarts", rev->restarts}});
+    log::warn("revision will be restarted", {{"location", rev->location},
+                                             {"id", rev->id},
+                                             {"reason", why},
+                                             {"message", message},
+                                             {"backoff_s", d.delay_s},
+                                             {"restarts", rev->restarts}});
     set_state(*rev, State::backoff);
     rev->timer.start(static_cast<uint64_t>(d.delay_s * 1000.0 + 0.5), [this, id] {
         Revision* r = find_revision(id);
@@ -965,7 +1003,8 @@ void Daemon::on_oom_kill(const std::string& id, const cgroup::OomChange& change)
     // is not trusted to carry on half-dead; the whole of it goes.
     log::warn("OOM kill in revision; killing the revision",
               {{"location", rev->location}, {"id", rev->id}, {"oom", oom.dump()}});
-    isolation_.kill_all(rev->cgroup, rev->pid, std::chrono::milliseconds(2000), [](cgroup::KillResult) {});
+    isolation_.kill_all(rev->cgroup, rev->pid, std::chrono::milliseconds(2000),
+                        [](cgroup::KillResult) {});
 }
 
 void Daemon::on_watchdog_kill(const std::string& id, std::uint64_t rss, std::uint64_t limit) {
@@ -974,7 +1013,8 @@ void Daemon::on_watchdog_kill(const std::string& id, std::uint64_t rss, std::uin
     rev->oom = json{{"limit", limit}, {"peak", rss}, {"oom_kills", 1}, {"source", "watchdog"}};
     log::warn("revision above its memory limit; the watchdog kills it",
               {{"location", rev->location}, {"id", rev->id}, {"rss", rss}, {"limit", limit}});
-    isolation_.kill_all(rev->cgroup, rev->pid, std::chrono::milliseconds(2000), [](cgroup::KillResult) {});
+    isolation_.kill_all(rev->cgroup, rev->pid, std::chrono::milliseconds(2000),
+                        [](cgroup::KillResult) {});
 }
 
 void Daemon::refresh_usage(Revision& rev) {
@@ -1012,7 +1052,8 @@ void Daemon::stop_revision(Revision& rev, std::string why, std::function<void()>
         return;
     }
     set_state(rev, State::stopping);
-    isolation_.signal_all(isolation_.is_none() ? nullptr : rev.cgroup.get(), rev.pid, rev.spec.stop.signal);
+    isolation_.signal_all(isolation_.is_none() ? nullptr : rev.cgroup.get(), rev.pid,
+                          rev.spec.stop.signal);
     std::string id = rev.id;
     double grace = rev.spec.stop.grace_s;
     rev.timer.start(static_cast<uint64_t>(grace * 1000.0 + 0.5), [this, id, grace] {
@@ -1020,7 +1061,8 @@ void Daemon::stop_revision(Revision& rev, std::string why, std::function<void()>
         if (!r || !r->process_running) return;
         log::warn("revision did not stop within the grace period; killing",
                   {{"id", id}, {"grace_s", grace}});
-        isolation_.kill_all(r->cgroup, r->pid, std::chrono::milliseconds(2000), [](cgroup::KillResult) {});
+        isolation_.kill_all(r->cgroup, r->pid, std::chrono::milliseconds(2000),
+                            [](cgroup::KillResult) {});
     });
 }
 
@@ -1031,13 +1073,15 @@ void Daemon::finish_revision(Revision& rev) {
         run_blocking<std::string>(
             loop_, [dir] { return remove_all(dir); },
             [dir](std::optional<std::string> err, std::string) {
-                if (err && !err->empty()) log::warn("cannot remove scratch directory", {{"error", *err}});
+                if (err && !err->empty())
+                    log::warn("cannot remove scratch directory", {{"error", *err}});
             });
     }
     auto callbacks = std::move(rev.on_ended);
     rev.on_ended.clear();
     trim_history(location_of(rev)); // may destroy `rev`; nothing below uses it
-    for (auto& cb : callbacks) cb();
+    for (auto& cb : callbacks)
+        cb();
 }
 
 void Daemon::trim_history(Location& loc) {
@@ -1108,7 +1152,8 @@ void Daemon::probe_next(std::size_t index) {
         log::info("interpreters found", {{"count", interpreters_.size()}, {"interpreters", names}});
         auto waiters = std::move(interpreter_waiters_);
         interpreter_waiters_.clear();
-        for (auto& w : waiters) w(interpreters_);
+        for (auto& w : waiters)
+            w(interpreters_);
         return;
     }
     const std::string candidate = probe_candidates_[index];
@@ -1148,22 +1193,27 @@ void Daemon::probe_next(std::size_t index) {
 namespace {
 bool is_no_space(const StoreResult& r) {
     return r.status == StoreStatus::no_space ||
-           (r.status == StoreStatus::io_error && r.error.find(std::strerror(ENOSPC)) != std::string::npos);
+           (r.status == StoreStatus::io_error &&
+            r.error.find(std::strerror(ENOSPC)) != std::string::npos);
 }
 } // namespace
 
-void Daemon::shared_store_job(const std::string& key, JobStarter start,
-                              const char* failure_reason, StoreDone done) {
+void Daemon::shared_store_job(const std::string& key, JobStarter start, const char* failure_reason,
+                              StoreDone done) {
     auto& waiters = inflight_[key];
     waiters.push_back(std::move(done));
     if (waiters.size() > 1) return; // the running job answers everyone
     if (gc_running_) {
         deferred_jobs_.push_back([this, key, start = std::move(start), failure_reason]() mutable {
-            start([this, key, failure_reason](StoreResult r) { finish_store_job(key, failure_reason, std::move(r)); });
+            start([this, key, failure_reason](StoreResult r) {
+                finish_store_job(key, failure_reason, std::move(r));
+            });
         });
         return;
     }
-    start([this, key, failure_reason](StoreResult r) { finish_store_job(key, failure_reason, std::move(r)); });
+    start([this, key, failure_reason](StoreResult r) {
+        finish_store_job(key, failure_reason, std::move(r));
+    });
 }
 
 void Daemon::finish_store_job(const std::string& key, const char* failure_reason, StoreResult r) {
@@ -1174,9 +1224,12 @@ void Daemon::finish_store_job(const std::string& key, const char* failure_reason
         st.cache_hit = r.hit;
         st.bytes = r.bytes;
         st.tree = r.path;
-        if (r.status == StoreStatus::digest_mismatch) why = reason::digest_mismatch;
-        else if (is_no_space(r)) why = reason::no_space;
-        for (auto& cb : node.mapped()) cb(r.ok(), why, r.error, st);
+        if (r.status == StoreStatus::digest_mismatch)
+            why = reason::digest_mismatch;
+        else if (is_no_space(r))
+            why = reason::no_space;
+        for (auto& cb : node.mapped())
+            cb(r.ok(), why, r.error, st);
     }
     if (inflight_.empty() && !gc_queue_.empty()) start_gc();
 }
@@ -1235,7 +1288,8 @@ void Daemon::start_gc() {
             out.applied = true;
             return out;
         },
-        [this, request = std::move(request)](std::optional<GcOutcome> out, std::string error) mutable {
+        [this, request = std::move(request)](std::optional<GcOutcome> out,
+                                             std::string error) mutable {
             gc_running_ = false;
             GcOutcome result = out ? std::move(*out) : GcOutcome{};
             if (!out) result.error = error;
@@ -1244,13 +1298,16 @@ void Daemon::start_gc() {
                 store_pinned_ = result.plan.pinned_bytes;
             }
             if (result.applied && !result.plan.evict.empty())
-                log::info("store garbage collected",
-                          {{"evicted", result.plan.evict.size()}, {"freed_bytes", result.freed},
-                           {"used_bytes", store_used_}, {"budget_bytes", store_budget_}});
-            if (!result.error.empty()) log::warn("store garbage collection", {{"error", result.error}});
+                log::info("store garbage collected", {{"evicted", result.plan.evict.size()},
+                                                      {"freed_bytes", result.freed},
+                                                      {"used_bytes", store_used_},
+                                                      {"budget_bytes", store_budget_}});
+            if (!result.error.empty())
+                log::warn("store garbage collection", {{"error", result.error}});
             auto deferred = std::move(deferred_jobs_);
             deferred_jobs_.clear();
-            for (auto& job : deferred) job();
+            for (auto& job : deferred)
+                job();
             request.done(result);
             if (!gc_queue_.empty() && inflight_.empty()) start_gc();
         });
@@ -1287,7 +1344,8 @@ void Daemon::store_blob(const ArtifactSpec& artifact, StoreDone done) {
     std::string hex = artifact.sha256;
     if (artifact.url.empty()) {
         std::string src = artifact.path;
-        shared_store_job("blob:" + hex, blocking_job([this, src, hex] { return store_.import_file(src, hex); }),
+        shared_store_job("blob:" + hex,
+                         blocking_job([this, src, hex] { return store_.import_file(src, hex); }),
                          reason::fetch_error, std::move(done));
         return;
     }
@@ -1300,9 +1358,12 @@ void Daemon::store_blob(const ArtifactSpec& artifact, StoreDone done) {
         return;
     }
     std::string url = artifact.url;
-    shared_store_job("blob:" + hex, [this, url, hex](std::function<void(StoreResult)> finished) {
-        download(url, hex, std::move(finished));
-    }, reason::fetch_error, std::move(done));
+    shared_store_job(
+        "blob:" + hex,
+        [this, url, hex](std::function<void(StoreResult)> finished) {
+            download(url, hex, std::move(finished));
+        },
+        reason::fetch_error, std::move(done));
 }
 
 void Daemon::download(const std::string& url, const std::string& hex,
@@ -1318,8 +1379,10 @@ void Daemon::download(const std::string& url, const std::string& hex,
         }
     }
     FetchOptions fo;
-    fo.connect_timeout = std::chrono::milliseconds(static_cast<long>(options_.fetch_connect_timeout_s * 1000));
-    fo.stall_timeout = std::chrono::milliseconds(static_cast<long>(options_.fetch_stall_timeout_s * 1000));
+    fo.connect_timeout =
+        std::chrono::milliseconds(static_cast<long>(options_.fetch_connect_timeout_s * 1000));
+    fo.stall_timeout =
+        std::chrono::milliseconds(static_cast<long>(options_.fetch_stall_timeout_s * 1000));
     fo.max_bytes = options_.fetch_max_bytes;
     fo.max_attempts = options_.fetch_attempts;
     auto sink = std::make_shared<BlobSink>(store_);
@@ -1327,8 +1390,7 @@ void Daemon::download(const std::string& url, const std::string& hex,
     log::info("download started", {{"url", shown}, {"sha256", hex}});
     auto started = Clock::now();
     fetcher_->start(
-        url, fo, sink,
-        [this, hex](const FetchProgress& p) { on_fetch_progress(hex, p); },
+        url, fo, sink, [this, hex](const FetchProgress& p) { on_fetch_progress(hex, p); },
         [this, sink, hex, shown, started, finished = std::move(finished)](const FetchResult& r) {
             if (!r.ok()) {
                 StoreResult failed;
@@ -1344,7 +1406,9 @@ void Daemon::download(const std::string& url, const std::string& hex,
                 return finished(std::move(failed));
             }
             on_fetch_progress(hex, FetchProgress{r.bytes, r.bytes, true, r.attempts});
-            log::info("download finished", {{"url", shown}, {"bytes", r.bytes}, {"attempts", r.attempts},
+            log::info("download finished", {{"url", shown},
+                                            {"bytes", r.bytes},
+                                            {"attempts", r.attempts},
                                             {"ms", elapsed_ms(started)}});
             // The hash is already complete; the commit fsyncs and renames.
             run_blocking<StoreResult>(
@@ -1368,7 +1432,8 @@ void Daemon::on_fetch_progress(const std::string& hex, const FetchProgress& p) {
                 if (spec.sha256 != hex || spec.url.empty()) continue;
                 ArtifactStatus& st = is_deps ? rev->deps : rev->source;
                 st.fetched_bytes = p.bytes;
-                st.total_bytes = p.total_known ? std::optional<std::uint64_t>(p.total) : std::nullopt;
+                st.total_bytes =
+                    p.total_known ? std::optional<std::uint64_t>(p.total) : std::nullopt;
                 json params = {{"ts", format_timestamp(WallClock::now())},
                                {"type", "progress"},
                                {"location", rev->location},
@@ -1387,24 +1452,24 @@ void Daemon::store_tree(const std::string& hex, StoreDone done) {
     ExtractLimits limits;
     limits.max_entries = options_.extract_max_entries;
     limits.max_ratio = options_.extract_max_ratio;
-    limits.max_bytes = options_.extract_max_bytes.value_or(std::min<std::uint64_t>(16ULL << 30, store_budget_));
+    limits.max_bytes =
+        options_.extract_max_bytes.value_or(std::min<std::uint64_t>(16ULL << 30, store_budget_));
     // When the store budget is what caps the extracted bytes, an archive over
     // it is not hostile, it does not fit: no_space, like any deploy that
     // cannot fit in the budget.
     bool budget_caps = !options_.extract_max_bytes && limits.max_bytes == store_budget_;
     std::string over_budget = "more than " + std::to_string(limits.max_bytes) + " bytes";
-    shared_store_job(
-        "tree:" + hex,
-        blocking_job([this, hex, threads, limits, budget_caps, over_budget] {
-            StoreResult r = store_.ensure_tree(hex, limits, threads);
-            if (budget_caps && r.status == StoreStatus::bad_archive &&
-                r.error.find(over_budget) != std::string::npos) {
-                r.status = StoreStatus::no_space;
-                r.error += " (the store budget; raise --store-max-bytes)";
-            }
-            return r;
-        }),
-        reason::bad_archive, std::move(done));
+    shared_store_job("tree:" + hex,
+                     blocking_job([this, hex, threads, limits, budget_caps, over_budget] {
+                         StoreResult r = store_.ensure_tree(hex, limits, threads);
+                         if (budget_caps && r.status == StoreStatus::bad_archive &&
+                             r.error.find(over_budget) != std::string::npos) {
+                             r.status = StoreStatus::no_space;
+                             r.error += " (the store budget; raise --store-max-bytes)";
+                         }
+                         return r;
+                     }),
+                     reason::bad_archive, std::move(done));
 }
 
 } // namespace hearth

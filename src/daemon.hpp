@@ -16,13 +16,12 @@
 #include "store.hpp"
 #include "store_gc.hpp"
 
-#include <uv.h>
-
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <uv.h>
 #include <vector>
 
 namespace hearth {
@@ -166,7 +165,7 @@ private:
     Timer probe_timer_;
 
     std::map<std::string, std::vector<StoreDone>> inflight_; // "blob:<hex>" / "tree:<hex>"
-    std::unique_ptr<Fetcher> fetcher_; // created by the first http(s) deploy
+    std::unique_ptr<Fetcher> fetcher_;                       // created by the first http(s) deploy
     std::uint64_t store_budget_ = 0;
     std::uint64_t store_used_ = 0;   // as of the last GC or cache.list
     std::uint64_t store_pinned_ = 0; // likewise

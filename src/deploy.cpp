@@ -5,13 +5,12 @@
 #include "sha256.hpp"
 #include "units.hpp"
 
-#include <signal.h>
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <signal.h>
+#include <sys/wait.h>
 
 namespace hearth {
 
@@ -19,24 +18,40 @@ using nlohmann::json;
 
 const char* state_name(State s) noexcept {
     switch (s) {
-    case State::pending: return "pending";
-    case State::fetching: return "fetching";
-    case State::extracting: return "extracting";
-    case State::starting: return "starting";
-    case State::loading: return "loading";
-    case State::ready: return "ready";
-    case State::failed: return "failed";
-    case State::backoff: return "backoff";
-    case State::stopping: return "stopping";
-    case State::stopped: return "stopped";
+    case State::pending:
+        return "pending";
+    case State::fetching:
+        return "fetching";
+    case State::extracting:
+        return "extracting";
+    case State::starting:
+        return "starting";
+    case State::loading:
+        return "loading";
+    case State::ready:
+        return "ready";
+    case State::failed:
+        return "failed";
+    case State::backoff:
+        return "backoff";
+    case State::stopping:
+        return "stopping";
+    case State::stopped:
+        return "stopped";
     }
     return "unknown";
 }
 
-bool is_final(State s) noexcept { return s == State::failed || s == State::stopped; }
-bool is_live(State s) noexcept { return !is_final(s); }
+bool is_final(State s) noexcept {
+    return s == State::failed || s == State::stopped;
+}
+bool is_live(State s) noexcept {
+    return !is_final(s);
+}
 
-const char* runtime_name(Runtime r) noexcept { return r == Runtime::pex ? "pex" : "native"; }
+const char* runtime_name(Runtime r) noexcept {
+    return r == Runtime::pex ? "pex" : "native";
+}
 
 bool valid_location_name(std::string_view name) noexcept {
     if (name.empty() || name.size() > 63) return false;
@@ -62,7 +77,8 @@ ArtifactSpec parse_artifact(const json& params, const char* key) {
     if (path && url)
         throw rpc::invalid_params_at(where, "give either \"path\" or \"url\", not both");
     if (url && (url->rfind("http://", 0) == 0 || url->rfind("https://", 0) == 0)) {
-        if (url->find_first_of(" \t\r\n") != std::string::npos || url->find('\0') != std::string::npos)
+        if (url->find_first_of(" \t\r\n") != std::string::npos ||
+            url->find('\0') != std::string::npos)
             throw rpc::invalid_params_at(rpc::join_path(where, "url"), "URL contains whitespace");
         spec.url = *url;
         return spec;
@@ -94,19 +110,23 @@ void parse_limits(const json& params, cgroup::Limits& out) {
     static const char* const known[] = {"memory", "memory_high", "cpus", "cpu_weight", "pids"};
     for (const auto& item : limits->items()) {
         bool ok = false;
-        for (const char* k : known) ok |= item.key() == k;
+        for (const char* k : known)
+            ok |= item.key() == k;
         if (!ok)
-            throw rpc::invalid_params_at("params.limits." + item.key(),
-                                         "unknown limit (memory, memory_high, cpus, cpu_weight, pids)");
+            throw rpc::invalid_params_at(
+                "params.limits." + item.key(),
+                "unknown limit (memory, memory_high, cpus, cpu_weight, pids)");
     }
     auto bytes = [&](const char* key, std::optional<std::uint64_t>& field) {
         auto it = limits->find(key);
         if (it == limits->end() || it->is_null()) return;
         std::uint64_t v = 0;
         std::string err;
-        if (!parse_bytes(*it, v, err)) throw rpc::invalid_params_at(std::string("params.limits.") + key, err);
+        if (!parse_bytes(*it, v, err))
+            throw rpc::invalid_params_at(std::string("params.limits.") + key, err);
         if (v < (1u << 20))
-            throw rpc::invalid_params_at(std::string("params.limits.") + key, "must be at least 1Mi");
+            throw rpc::invalid_params_at(std::string("params.limits.") + key,
+                                         "must be at least 1Mi");
         field = v;
     };
     bytes("memory", out.memory_max);
@@ -127,8 +147,8 @@ void parse_limits(const json& params, cgroup::Limits& out) {
 }
 
 template <typename T>
-void check_ceiling(const std::optional<T>& asked, const std::optional<T>& ceiling, const char* field,
-                   const std::function<std::string(T)>& show) {
+void check_ceiling(const std::optional<T>& asked, const std::optional<T>& ceiling,
+                   const char* field, const std::function<std::string(T)>& show) {
     if (asked && ceiling && *asked > *ceiling)
         throw rpc::invalid_params_at(std::string("params.limits.") + field,
                                      show(*asked) + " exceeds hearth's ceiling " + show(*ceiling));
@@ -142,8 +162,12 @@ void apply_policy(cgroup::Limits& limits, const DeployPolicy& policy) {
     if (!limits.cpu_weight) limits.cpu_weight = d.cpu_weight;
     if (!limits.pids_max) limits.pids_max = d.pids_max;
     const auto& m = policy.max_limits;
-    std::function<std::string(std::uint64_t)> size = [](std::uint64_t v) { return format_bytes(v); };
-    std::function<std::string(std::uint64_t)> count = [](std::uint64_t v) { return std::to_string(v); };
+    std::function<std::string(std::uint64_t)> size = [](std::uint64_t v) {
+        return format_bytes(v);
+    };
+    std::function<std::string(std::uint64_t)> count = [](std::uint64_t v) {
+        return std::to_string(v);
+    };
     std::function<std::string(double)> cpus = [](double v) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%g", v);
@@ -168,7 +192,8 @@ RestartSpec parse_restart(const json& params) {
         if (name == "never") return RestartPolicy::never;
         if (name == "on-failure") return RestartPolicy::on_failure;
         if (name == "always") return RestartPolicy::always;
-        throw rpc::invalid_params_at(where, "unknown policy '" + name + "' (never, on-failure, always)");
+        throw rpc::invalid_params_at(where,
+                                     "unknown policy '" + name + "' (never, on-failure, always)");
     };
     if (it->is_string()) {
         spec.policy = policy_from(it->get<std::string>(), "params.restart");
@@ -196,7 +221,8 @@ StopSpec parse_stop(const json& params, const StopSpec& defaults) {
         int n = parse_signal_name(*sig);
         if (n <= 0)
             throw rpc::invalid_params_at("params.stop.signal",
-                                         "unknown signal '" + *sig + "' (e.g. TERM, INT, QUIT, HUP, USR1)");
+                                         "unknown signal '" + *sig +
+                                             "' (e.g. TERM, INT, QUIT, HUP, USR1)");
         spec.signal = n;
     }
     if (auto g = rpc::optional_number(*stop, "grace_s", "params.stop")) {
@@ -221,9 +247,12 @@ std::string parse_identity(const json& params, const char* key) {
 
 const char* restart_policy_name(RestartPolicy p) noexcept {
     switch (p) {
-    case RestartPolicy::never: return "never";
-    case RestartPolicy::on_failure: return "on-failure";
-    case RestartPolicy::always: return "always";
+    case RestartPolicy::never:
+        return "never";
+    case RestartPolicy::on_failure:
+        return "on-failure";
+    case RestartPolicy::always:
+        return "always";
     }
     return "unknown";
 }
@@ -240,9 +269,9 @@ int parse_signal_name(std::string_view name) noexcept {
     }
     if (name.substr(0, 3) == "SIG") name.remove_prefix(3);
     static const std::pair<const char*, int> table[] = {
-        {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"TERM", SIGTERM},
-        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"KILL", SIGKILL},   {"WINCH", SIGWINCH},
-        {"ALRM", SIGALRM}, {"PWR", SIGPWR},   {"CONT", SIGCONT},   {"STOP", SIGSTOP},
+        {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"TERM", SIGTERM},
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"KILL", SIGKILL}, {"WINCH", SIGWINCH},
+        {"ALRM", SIGALRM}, {"PWR", SIGPWR},   {"CONT", SIGCONT}, {"STOP", SIGSTOP},
     };
     for (const auto& [n, v] : table)
         if (name == n) return v;
@@ -269,8 +298,10 @@ DeploySpec parse_deploy_params(const json& params, const DeployPolicy& policy) {
     spec.deps = parse_artifact(params, "deps");
     spec.source = parse_artifact(params, "source");
     if (auto runtime = rpc::optional_string(params, "runtime")) {
-        if (*runtime == "native") spec.runtime = Runtime::native;
-        else if (*runtime == "pex") spec.runtime = Runtime::pex;
+        if (*runtime == "native")
+            spec.runtime = Runtime::native;
+        else if (*runtime == "pex")
+            spec.runtime = Runtime::pex;
         else
             throw rpc::invalid_params_at("params.runtime",
                                          "unknown runtime '" + *runtime + "' (native, pex)");
@@ -355,8 +386,10 @@ json Revision::to_json() const {
         {"timings_ms", timings_ms},
         {"restarts", restarts},
         {"restart", restart_policy_name(spec.restart.policy)},
-        {"stop", {{"signal", signal_name(spec.stop.signal).substr(signal_name(spec.stop.signal).rfind("SIG", 0) == 0 ? 3 : 0)},
-                  {"grace_s", spec.stop.grace_s}}},
+        {"stop",
+         {{"signal", signal_name(spec.stop.signal)
+                         .substr(signal_name(spec.stop.signal).rfind("SIG", 0) == 0 ? 3 : 0)},
+          {"grace_s", spec.stop.grace_s}}},
     };
     json lim = limits_to_json(spec.limits);
     if (!lim.empty()) j["limits"] = std::move(lim);
@@ -384,14 +417,17 @@ json Revision::to_json() const {
     if (!reason.empty()) j["reason"] = reason;
     if (!message.empty()) j["message"] = message;
     if (wait_status) {
-        if (WIFEXITED(*wait_status)) j["exit_code"] = WEXITSTATUS(*wait_status);
-        else if (WIFSIGNALED(*wait_status)) j["signal"] = signal_name(WTERMSIG(*wait_status));
+        if (WIFEXITED(*wait_status))
+            j["exit_code"] = WEXITSTATUS(*wait_status);
+        else if (WIFSIGNALED(*wait_status))
+            j["signal"] = signal_name(WTERMSIG(*wait_status));
     }
     if (!stderr_tail.empty()) j["stderr_tail"] = stderr_tail;
     return j;
 }
 
-RestartDecision decide_restart(Revision& rev, bool clean_exit, double ran_s, Clock::time_point now) {
+RestartDecision decide_restart(Revision& rev, bool clean_exit, double ran_s,
+                               Clock::time_point now) {
     RestartDecision d;
     const RestartSpec& spec = rev.spec.restart;
     if (spec.policy == RestartPolicy::never) {
@@ -403,9 +439,11 @@ RestartDecision decide_restart(Revision& rev, bool clean_exit, double ran_s, Clo
         return d;
     }
     if (ran_s >= restart_stable_s) rev.backoff_step = 0;
-    auto window = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec.window_s));
+    auto window =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec.window_s));
     rev.failures.push_back(now);
-    while (!rev.failures.empty() && now - rev.failures.front() > window) rev.failures.pop_front();
+    while (!rev.failures.empty() && now - rev.failures.front() > window)
+        rev.failures.pop_front();
     if (spec.max_restarts && static_cast<int>(rev.failures.size()) > *spec.max_restarts) {
         char buf[128];
         std::snprintf(buf, sizeof buf, "%d restarts within %g s (max_restarts %d)",
@@ -415,7 +453,8 @@ RestartDecision decide_restart(Revision& rev, bool clean_exit, double ran_s, Clo
     }
     d.restart = true;
     d.delay_s = restart_backoff_initial_s;
-    for (int i = 0; i < rev.backoff_step && d.delay_s < restart_backoff_max_s; ++i) d.delay_s *= 2;
+    for (int i = 0; i < rev.backoff_step && d.delay_s < restart_backoff_max_s; ++i)
+        d.delay_s *= 2;
     d.delay_s = std::min(d.delay_s, restart_backoff_max_s);
     ++rev.backoff_step;
     return d;
@@ -429,8 +468,10 @@ Revision* Location::find(std::string_view rev_id) {
 
 json Location::to_json() const {
     json revs = json::array();
-    for (const auto& r : revisions) revs.push_back(r->to_json());
-    return {{"location", name}, {"active", active.empty() ? json(nullptr) : json(active)},
+    for (const auto& r : revisions)
+        revs.push_back(r->to_json());
+    return {{"location", name},
+            {"active", active.empty() ? json(nullptr) : json(active)},
             {"revisions", std::move(revs)}};
 }
 

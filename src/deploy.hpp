@@ -11,22 +11,32 @@
 #include "output.hpp"
 #include "uv_util.hpp"
 
-#include <nlohmann/json.hpp>
-#include <sys/types.h>
-
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <vector>
 
 namespace hearth {
 
-enum class State { pending, fetching, extracting, starting, loading, ready, failed, backoff, stopping, stopped };
+enum class State {
+    pending,
+    fetching,
+    extracting,
+    starting,
+    loading,
+    ready,
+    failed,
+    backoff,
+    stopping,
+    stopped
+};
 const char* state_name(State s) noexcept;
 // Live = holds (or is about to hold) a process or a pin on the store.
 bool is_live(State s) noexcept;
@@ -83,8 +93,8 @@ struct DeploySpec {
     ArtifactSpec deps;
     ArtifactSpec source;
     Runtime runtime = Runtime::native;
-    std::optional<std::string> module;  // entry.module; else PEX-INFO's entry point
-    std::vector<std::string> args;      // entry.args
+    std::optional<std::string> module; // entry.module; else PEX-INFO's entry point
+    std::vector<std::string> args;     // entry.args
     std::map<std::string, std::string> env;
     std::string cwd;
     double min_uptime_s = 1.0;
@@ -147,24 +157,30 @@ struct Revision {
 
     // Resources (see isolation.hpp): the revision's cgroup while it exists.
     std::shared_ptr<cgroup::Cgroup> cgroup;
-    enum class CgroupState { none, creating, ready, failed, removing } cgroup_state = CgroupState::none;
-    std::string cgroup_error;            // when failed
-    bool start_waiting = false;          // start_process waits for the cgroup
-    std::string cgroup_driver;           // driver name, for status
-    bool enforced = false;               // limits enforced by the kernel
-    std::vector<std::string> degraded;   // what is not, and what stands in
-    cgroup::Usage usage;                 // last read (final counters once removed)
+    enum class CgroupState {
+        none,
+        creating,
+        ready,
+        failed,
+        removing
+    } cgroup_state = CgroupState::none;
+    std::string cgroup_error;             // when failed
+    bool start_waiting = false;           // start_process waits for the cgroup
+    std::string cgroup_driver;            // driver name, for status
+    bool enforced = false;                // limits enforced by the kernel
+    std::vector<std::string> degraded;    // what is not, and what stands in
+    cgroup::Usage usage;                  // last read (final counters once removed)
     std::uint64_t oom_kills_baseline = 0; // oom_kill counter when the process started
-    std::optional<nlohmann::json> oom;   // set when killed for memory
+    std::optional<nlohmann::json> oom;    // set when killed for memory
 
     // Restart policy.
-    int restarts = 0;                    // restarts performed
-    int backoff_step = 0;                // consecutive quick failures
+    int restarts = 0;                       // restarts performed
+    int backoff_step = 0;                   // consecutive quick failures
     std::deque<Clock::time_point> failures; // within the restart window
     std::optional<WallClock::time_point> next_attempt_at;
     double backoff_s = 0;
     bool ever_ready = false;
-    bool ending = false;                 // cgroup removal under way before the final state
+    bool ending = false; // cgroup removal under way before the final state
 
     std::string reason;  // when failed
     std::string message; // when failed or stopped
@@ -181,7 +197,7 @@ struct Revision {
 
 struct Location {
     std::string name;
-    std::string active; // id of the serving revision, "" if none
+    std::string active;                              // id of the serving revision, "" if none
     std::deque<std::unique_ptr<Revision>> revisions; // newest first
 
     Revision* find(std::string_view id);

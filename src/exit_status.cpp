@@ -1,10 +1,9 @@
 #include "exit_status.hpp"
 
-#include <sys/wait.h>
-
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <sys/wait.h>
 
 namespace hearth {
 

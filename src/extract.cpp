@@ -2,10 +2,9 @@
 
 #include "fd.hpp"
 
+#include <algorithm>
 #include <archive.h>
 #include <archive_entry.h>
-
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -52,8 +51,7 @@ la_ssize_t source_read(struct archive* a, void* data, const void** out) {
     auto* s = static_cast<Source*>(data);
     *out = s->buf.get();
     if (s->pos >= s->size) return 0;
-    std::size_t want =
-        static_cast<std::size_t>(std::min<std::int64_t>(s->size - s->pos, s->next));
+    std::size_t want = static_cast<std::size_t>(std::min<std::int64_t>(s->size - s->pos, s->next));
     ssize_t n;
     do {
         n = ::pread(s->fd, s->buf.get(), want, s->pos);
@@ -128,7 +126,10 @@ public:
         src_.size = size;
         src_.buf.reset(new (std::nothrow) char[max_block]);
         a_ = archive_read_new();
-        if (a_ == nullptr || !src_.buf) return "out of memory";
+        if (!src_.buf) return "out of memory";
+        // Also what a libarchive that could not be loaded gives (lazy_lib
+        // logs why).
+        if (a_ == nullptr) return "cannot create a libarchive reader (see hearth's log)";
         if (archive_read_support_format_zip_seekable(a_) != ARCHIVE_OK ||
             archive_read_set_read_callback(a_, source_read) != ARCHIVE_OK ||
             archive_read_set_seek_callback(a_, source_seek) != ARCHIVE_OK ||
@@ -139,7 +140,9 @@ public:
         }
         return {};
     }
-    struct archive* get() const { return a_; }
+    struct archive* get() const {
+        return a_;
+    }
     std::string error() const {
         const char* s = a_ != nullptr ? archive_error_string(a_) : nullptr;
         return s != nullptr ? s : "unknown libarchive error";
@@ -221,10 +224,14 @@ enum class Kind : std::uint8_t { dir, file, symlink, hardlink };
 
 const char* kind_name(Kind k) {
     switch (k) {
-    case Kind::dir: return "directory";
-    case Kind::file: return "regular file";
-    case Kind::symlink: return "symlink";
-    case Kind::hardlink: return "hard link";
+    case Kind::dir:
+        return "directory";
+    case Kind::file:
+        return "regular file";
+    case Kind::symlink:
+        return "symlink";
+    case Kind::hardlink:
+        return "hard link";
     }
     return "entry";
 }
@@ -232,9 +239,9 @@ const char* kind_name(Kind k) {
 constexpr std::uint32_t no_entry = UINT32_MAX;
 
 struct Entry {
-    std::string raw;  // name as stored (for messages and cross-reader checks)
-    std::string path; // normalised, relative to the destination
-    std::string link; // symlink: target as stored; hard link: normalised target
+    std::string raw;         // name as stored (for messages and cross-reader checks)
+    std::string path;        // normalised, relative to the destination
+    std::string link;        // symlink: target as stored; hard link: normalised target
     std::uint64_t usize = 0; // header size: used for planning only, never trusted
     // Archive bytes from this entry's data to the next entry's data (or the
     // end of the file): an upper bound on its compressed size that no header
@@ -242,8 +249,8 @@ struct Entry {
     std::uint64_t span = 0;
     std::int64_t start = 0; // file offset of the data, after the local header
     std::int64_t mtime = 0;
-    std::uint32_t dir = 0;   // parent, index into Plan::dirs (0: destination)
-    std::uint32_t name = 0;  // offset of the last component in `path`
+    std::uint32_t dir = 0;  // parent, index into Plan::dirs (0: destination)
+    std::uint32_t name = 0; // offset of the last component in `path`
     Kind kind = Kind::file;
     bool exec = false;
     bool write = false; // a regular file that is the last of its duplicates
@@ -342,7 +349,8 @@ struct Plan {
     // above the destination is an escape. Components that do not exist are
     // treated as directories, which can only refuse more.
     Failure check_symlink(const Entry& e) const {
-        if (e.link.empty()) return failure(ExtractError::unsafe_entry, e.raw, "empty symlink target");
+        if (e.link.empty())
+            return failure(ExtractError::unsafe_entry, e.raw, "empty symlink target");
         if (e.link.size() >= PATH_MAX) {
             return failure(ExtractError::unsafe_entry, e.raw, "symlink target too long");
         }
@@ -567,7 +575,8 @@ bool write_file(Run& run, Reader& reader, const Entry& e, int dirfd) {
         }
     }
     // The exact check, on what libarchive really consumed for this entry.
-    const auto consumed = static_cast<std::uint64_t>(std::max<std::int64_t>(reader.position() - start, 0));
+    const auto consumed =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(reader.position() - start, 0));
     const std::uint64_t compressed = std::min(consumed, e.span);
     if (written > run.limits.ratio_min_size &&
         static_cast<double>(written) > ratio * static_cast<double>(compressed)) {
@@ -685,15 +694,25 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
         e.raw = raw;
         const char* hard = archive_entry_hardlink(ae);
         switch (archive_entry_filetype(ae)) {
-        case AE_IFREG: e.kind = hard != nullptr ? Kind::hardlink : Kind::file; break;
-        case AE_IFDIR: e.kind = Kind::dir; break;
-        case AE_IFLNK: e.kind = Kind::symlink; break;
+        case AE_IFREG:
+            e.kind = hard != nullptr ? Kind::hardlink : Kind::file;
+            break;
+        case AE_IFDIR:
+            e.kind = Kind::dir;
+            break;
+        case AE_IFLNK:
+            e.kind = Kind::symlink;
+            break;
         case AE_IFCHR:
-        case AE_IFBLK: return failure(ExtractError::unsafe_entry, raw, "device node");
-        case AE_IFIFO: return failure(ExtractError::unsafe_entry, raw, "FIFO");
-        case AE_IFSOCK: return failure(ExtractError::unsafe_entry, raw, "socket");
+        case AE_IFBLK:
+            return failure(ExtractError::unsafe_entry, raw, "device node");
+        case AE_IFIFO:
+            return failure(ExtractError::unsafe_entry, raw, "FIFO");
+        case AE_IFSOCK:
+            return failure(ExtractError::unsafe_entry, raw, "socket");
         default:
-            if (hard == nullptr) return failure(ExtractError::unsafe_entry, raw, "unknown file type");
+            if (hard == nullptr)
+                return failure(ExtractError::unsafe_entry, raw, "unknown file type");
             e.kind = Kind::hardlink;
         }
         NameCheck nc = split_name(raw, lim.max_depth);
@@ -720,10 +739,10 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
         } else if (e.kind == Kind::hardlink) {
             NameCheck tc = split_name(hard, lim.max_depth);
             if (tc.code != ExtractError::none || tc.parts.empty()) {
-                return failure(ExtractError::unsafe_entry, raw,
-                               std::string("hard link target '") + hard + "': " +
-                                   (tc.parts.empty() && tc.reason.empty() ? "empty name"
-                                                                           : tc.reason));
+                return failure(
+                    ExtractError::unsafe_entry, raw,
+                    std::string("hard link target '") + hard +
+                        "': " + (tc.parts.empty() && tc.reason.empty() ? "empty name" : tc.reason));
             }
             e.link = join(tc.parts, tc.parts.size());
         }
@@ -748,7 +767,8 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
         e.span = static_cast<std::uint64_t>(std::max<std::int64_t>(end - e.start, 0));
         if (e.kind == Kind::file && e.usize > lim.ratio_min_size &&
             static_cast<double>(e.usize) > lim.max_ratio * static_cast<double>(e.span)) {
-            return failure(ExtractError::limit, e.raw, ratio_message(lim.max_ratio, e.usize, e.span));
+            return failure(ExtractError::limit, e.raw,
+                           ratio_message(lim.max_ratio, e.usize, e.span));
         }
     }
     for (const Entry& e : plan.entries) {
@@ -769,19 +789,24 @@ std::vector<std::vector<std::uint32_t>> split_work(const Plan& plan, unsigned n,
         if (plan.entries[i].write) files.push_back(i);
     }
     if (how == ExtractOptions::Split::interleaved || n == 1) {
-        for (std::size_t j = 0; j < files.size(); ++j) shares[j % n].push_back(files[j]);
+        for (std::size_t j = 0; j < files.size(); ++j)
+            shares[j % n].push_back(files[j]);
         return shares;
     }
     // A file costs its bytes plus a fixed amount for create/close/metadata.
     constexpr std::uint64_t per_file = 16 << 10;
-    auto cost = [&](std::uint32_t i) { return std::min<std::uint64_t>(plan.entries[i].usize, 1ULL << 32) + per_file; };
+    auto cost = [&](std::uint32_t i) {
+        return std::min<std::uint64_t>(plan.entries[i].usize, 1ULL << 32) + per_file;
+    };
     std::uint64_t total = 0;
-    for (std::uint32_t i : files) total += cost(i);
+    for (std::uint32_t i : files)
+        total += cost(i);
     std::uint64_t acc = 0;
     unsigned k = 0;
     for (std::uint32_t i : files) {
         // Reader k's share ends once the running total passes (k+1)/n.
-        while (k + 1 < n && acc >= total / n * (k + 1)) ++k;
+        while (k + 1 < n && acc >= total / n * (k + 1))
+            ++k;
         shares[k].push_back(i);
         acc += cost(i);
     }
@@ -838,9 +863,8 @@ Failure make_links(Run& run) {
                 parent = dirfd.get();
             }
             const char* name = e.path.c_str() + e.name;
-            int rc = want == Kind::hardlink
-                         ? ::linkat(run.root, e.link.c_str(), parent, name, 0)
-                         : ::symlinkat(e.link.c_str(), parent, name);
+            int rc = want == Kind::hardlink ? ::linkat(run.root, e.link.c_str(), parent, name, 0)
+                                            : ::symlinkat(e.link.c_str(), parent, name);
             if (rc != 0) {
                 return failure(ExtractError::io, e.raw,
                                std::string(want == Kind::hardlink ? "link: " : "symlink: ") +
@@ -912,8 +936,10 @@ ExtractResult extract_impl(const std::string& archive, const std::string& dest,
         }
     }
     run_reader(run, shares[0]);
-    for (std::size_t k : unstarted) run_reader(run, shares[k]);
-    for (std::thread& t : workers) t.join();
+    for (std::size_t k : unstarted)
+        run_reader(run, shares[k]);
+    for (std::thread& t : workers)
+        t.join();
     res.bytes = run.bytes.load();
     if (run.failed.load()) return fail(std::move(run.first));
 

@@ -73,10 +73,10 @@ enum class ExtractError {
 
 struct ExtractResult {
     ExtractError code = ExtractError::none;
-    std::string error;          // human-readable; names the entry when there is one
-    std::string entry;          // the offending entry's name as stored, if any
-    std::uint64_t entries = 0;  // archive entries seen (all types)
-    std::uint64_t bytes = 0;    // bytes of file data written
+    std::string error;         // human-readable; names the entry when there is one
+    std::string entry;         // the offending entry's name as stored, if any
+    std::uint64_t entries = 0; // archive entries seen (all types)
+    std::uint64_t bytes = 0;   // bytes of file data written
     bool ok() const noexcept { return code == ExtractError::none; }
 };
 

@@ -3,7 +3,6 @@
 // these, so no error path leaks one into a child process or the fd table.
 
 #include <unistd.h>
-
 #include <utility>
 
 namespace hearth {

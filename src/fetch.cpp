@@ -4,11 +4,10 @@
 #include "uv_util.hpp"
 #include "version.hpp"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <curl/curl.h>
 #include <exception>
 #include <limits>
 #include <mutex>
@@ -96,14 +95,22 @@ std::string scrub(std::string text, std::vector<std::string> secrets) {
 
 const char* fetch_error_kind_name(FetchErrorKind k) noexcept {
     switch (k) {
-    case FetchErrorKind::none: return "none";
-    case FetchErrorKind::http_status: return "http_status";
-    case FetchErrorKind::timeout: return "timeout";
-    case FetchErrorKind::too_large: return "too_large";
-    case FetchErrorKind::network: return "network";
-    case FetchErrorKind::cancelled: return "cancelled";
-    case FetchErrorKind::sink: return "sink";
-    case FetchErrorKind::invalid_url: return "invalid_url";
+    case FetchErrorKind::none:
+        return "none";
+    case FetchErrorKind::http_status:
+        return "http_status";
+    case FetchErrorKind::timeout:
+        return "timeout";
+    case FetchErrorKind::too_large:
+        return "too_large";
+    case FetchErrorKind::network:
+        return "network";
+    case FetchErrorKind::cancelled:
+        return "cancelled";
+    case FetchErrorKind::sink:
+        return "sink";
+    case FetchErrorKind::invalid_url:
+        return "invalid_url";
     }
     return "unknown";
 }
@@ -113,14 +120,18 @@ const char* fetch_error_kind_name(FetchErrorKind k) noexcept {
 
 BlobSink::BlobSink(const Store& store) : store_(store), writer_(store.begin_blob()) {}
 
-bool BlobSink::write(const void* data, std::size_t size) { return writer_.write(data, size); }
+bool BlobSink::write(const void* data, std::size_t size) {
+    return writer_.write(data, size);
+}
 
 bool BlobSink::reset() {
     writer_ = store_.begin_blob(); // the old writer deletes its temp file
     return writer_.ok();
 }
 
-std::string BlobSink::error() const { return writer_.error(); }
+std::string BlobSink::error() const {
+    return writer_.error();
+}
 
 // ---------------------------------------------------------------------------
 // Transfers
@@ -140,17 +151,17 @@ struct FetchTransfer {
 
     Fetcher::Impl* owner;
     CURL* easy = nullptr;
-    bool attached = false;      // added to the multi handle
-    bool finished = false;      // done has been (or is being) called
+    bool attached = false; // added to the multi handle
+    bool finished = false; // done has been (or is being) called
     bool cancel_requested = false;
-    std::string url;            // the real one: secret
-    std::string shown;          // redact_url(url)
-    std::string setup_error;    // reported by the first attempt instead of running it
+    std::string url;         // the real one: secret
+    std::string shown;       // redact_url(url)
+    std::string setup_error; // reported by the first attempt instead of running it
     FetchOptions options;
     std::shared_ptr<FetchSink> sink;
     FetchProgressFn progress;
     FetchDoneFn done;
-    Timer attempt_timer;        // first attempt and retries
+    Timer attempt_timer; // first attempt and retries
     Timer stall_timer;
     char errbuf[CURL_ERROR_SIZE] = {};
     unsigned attempt = 0;
@@ -224,9 +235,8 @@ struct Fetcher::Impl {
     int in_curl = 0;
     std::vector<std::weak_ptr<FetchTransfer>> deferred_cancels;
 
-    FetchHandle start(std::string url, const FetchOptions& options,
-                      std::shared_ptr<FetchSink> sink, FetchProgressFn progress,
-                      FetchDoneFn done);
+    FetchHandle start(std::string url, const FetchOptions& options, std::shared_ptr<FetchSink> sink,
+                      FetchProgressFn progress, FetchDoneFn done);
     bool cancel(FetchTransfer* t) noexcept;
 
     std::shared_ptr<FetchTransfer> keep(FetchTransfer* t) {
@@ -248,7 +258,8 @@ struct Fetcher::Impl {
     void after_curl() noexcept;
     void close_watch(SocketWatch* w) noexcept;
 
-    static int on_socket(CURL* easy, curl_socket_t s, int what, void* userp, void* socketp) noexcept;
+    static int on_socket(CURL* easy, curl_socket_t s, int what, void* userp,
+                         void* socketp) noexcept;
     static int on_timer(CURLM* multi, long timeout_ms, void* userp) noexcept;
     static void on_poll(uv_poll_t* handle, int status, int events) noexcept;
     static std::size_t on_write(char* data, std::size_t size, std::size_t n, void* userp) noexcept;
@@ -289,11 +300,14 @@ Fetcher::Impl::~Impl() {
         curl_multi_cleanup(multi);
         multi = nullptr;
     }
-    for (auto* w : std::vector<SocketWatch*>(sockets.begin(), sockets.end())) close_watch(w);
+    for (auto* w : std::vector<SocketWatch*>(sockets.begin(), sockets.end()))
+        close_watch(w);
     timer.stop();
 }
 
-std::size_t Fetcher::in_flight() const noexcept { return impl_->transfers.size(); }
+std::size_t Fetcher::in_flight() const noexcept {
+    return impl_->transfers.size();
+}
 
 FetchHandle Fetcher::start(std::string url, const FetchOptions& options,
                            std::shared_ptr<FetchSink> sink, FetchProgressFn progress,
@@ -313,8 +327,10 @@ FetchHandle Fetcher::Impl::start(std::string url, const FetchOptions& options,
     t->sink = std::move(sink);
     t->progress = std::move(progress);
     t->done = std::move(done);
-    if (!t->sink) t->setup_error = "no sink given";
-    else if (!configure(*t) && t->setup_error.empty()) t->setup_error = "cannot set up curl";
+    if (!t->sink)
+        t->setup_error = "no sink given";
+    else if (!configure(*t) && t->setup_error.empty())
+        t->setup_error = "cannot set up curl";
     FetchTransfer* raw = t.get();
     transfers.emplace(raw, t);
     // Even the first attempt starts from the loop: start() may be called from
@@ -345,15 +361,17 @@ bool Fetcher::Impl::configure(FetchTransfer& t) {
     check(curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::on_header));
     check(curl_easy_setopt(e, CURLOPT_HEADERDATA, static_cast<void*>(&t)));
     check(curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf));
-    check(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                           static_cast<long>(std::max<std::int64_t>(1, t.options.connect_timeout.count()))));
+    check(curl_easy_setopt(
+        e, CURLOPT_CONNECTTIMEOUT_MS,
+        static_cast<long>(std::max<std::int64_t>(1, t.options.connect_timeout.count()))));
     check(curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, t.options.max_redirects > 0 ? 1L : 0L));
     check(curl_easy_setopt(e, CURLOPT_MAXREDIRS, std::max(0L, t.options.max_redirects)));
 #if LIBCURL_VERSION_NUM >= 0x075500
     check(curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https"));
     check(curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"));
 #else
-    check(curl_easy_setopt(e, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS)));
+    check(curl_easy_setopt(e, CURLOPT_PROTOCOLS,
+                           static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS)));
     check(curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS,
                            static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS)));
 #endif
@@ -393,13 +411,15 @@ void Fetcher::Impl::begin_attempt(FetchTransfer* t) noexcept {
         return;
     }
     t->attached = true;
-    auto stall = static_cast<std::uint64_t>(std::max<std::int64_t>(1, t->options.stall_timeout.count()));
+    auto stall =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(1, t->options.stall_timeout.count()));
     t->stall_timer.start(stall, [this, t] { on_stall(t); });
 }
 
 void Fetcher::Impl::on_stall(FetchTransfer* t) noexcept {
     if (t->finished || !t->attached) return;
-    auto stall = static_cast<std::uint64_t>(std::max<std::int64_t>(1, t->options.stall_timeout.count()));
+    auto stall =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(1, t->options.stall_timeout.count()));
     std::uint64_t idle = uv_now(loop) - t->last_activity;
     if (idle < stall) {
         // Bytes arrived since the timer was armed: sleep for the rest.
@@ -425,7 +445,8 @@ Outcome Fetcher::Impl::classify(FetchTransfer& t, CURLcode rc, long status) {
     std::string curl_text = t.errbuf[0] ? std::string(t.errbuf) : curl_easy_strerror(rc);
     if (t.cancel_requested) t.abort = Abort::cancelled;
     switch (t.abort) {
-    case Abort::cancelled: return {FetchErrorKind::cancelled, false, "cancelled"};
+    case Abort::cancelled:
+        return {FetchErrorKind::cancelled, false, "cancelled"};
     case Abort::too_large: {
         std::string what = t.content_length >= 0
                                ? "Content-Length " + std::to_string(t.content_length)
@@ -436,7 +457,8 @@ Outcome Fetcher::Impl::classify(FetchTransfer& t, CURLcode rc, long status) {
     case Abort::sink:
         return {FetchErrorKind::sink, false,
                 "cannot store the body" + (t.sink_error.empty() ? "" : ": " + t.sink_error)};
-    case Abort::none: break;
+    case Abort::none:
+        break;
     }
     switch (rc) {
     case CURLE_OK:
@@ -451,12 +473,17 @@ Outcome Fetcher::Impl::classify(FetchTransfer& t, CURLcode rc, long status) {
         return {FetchErrorKind::too_large, false,
                 what + " exceeds the limit of " + std::to_string(t.options.max_bytes) + " bytes"};
     }
-    case CURLE_OPERATION_TIMEDOUT: return {FetchErrorKind::timeout, true, curl_text};
+    case CURLE_OPERATION_TIMEDOUT:
+        return {FetchErrorKind::timeout, true, curl_text};
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT: return {FetchErrorKind::invalid_url, false, curl_text};
-    case CURLE_TOO_MANY_REDIRECTS: return {FetchErrorKind::http_status, false, curl_text};
-    case CURLE_WRITE_ERROR: return {FetchErrorKind::sink, false, curl_text};
-    default: return {FetchErrorKind::network, retryable_network(rc), curl_text};
+    case CURLE_URL_MALFORMAT:
+        return {FetchErrorKind::invalid_url, false, curl_text};
+    case CURLE_TOO_MANY_REDIRECTS:
+        return {FetchErrorKind::http_status, false, curl_text};
+    case CURLE_WRITE_ERROR:
+        return {FetchErrorKind::sink, false, curl_text};
+    default:
+        return {FetchErrorKind::network, retryable_network(rc), curl_text};
     }
 }
 
@@ -491,7 +518,8 @@ void Fetcher::Impl::complete_attempt(FetchTransfer* t, CURLcode rc) noexcept {
         }
         std::int64_t cap = std::max<std::int64_t>(0, t->options.retry_delay_max.count());
         std::int64_t delay = std::clamp<std::int64_t>(t->options.retry_delay.count(), 0, cap);
-        for (unsigned i = 1; i < t->attempt && delay < cap; ++i) delay = std::min(cap, delay * 2);
+        for (unsigned i = 1; i < t->attempt && delay < cap; ++i)
+            delay = std::min(cap, delay * 2);
         log::warn("fetch attempt failed, will retry",
                   {{"url", t->shown},
                    {"attempt", t->attempt},
@@ -519,7 +547,8 @@ void Fetcher::Impl::complete_attempt(FetchTransfer* t, CURLcode rc) noexcept {
     }
 }
 
-void Fetcher::Impl::finish(FetchTransfer* t, FetchErrorKind kind, const std::string& detail) noexcept {
+void Fetcher::Impl::finish(FetchTransfer* t, FetchErrorKind kind,
+                           const std::string& detail) noexcept {
     FetchResult r;
     try {
         r.kind = kind;
@@ -647,7 +676,8 @@ void Fetcher::Impl::close_watch(SocketWatch* w) noexcept {
              [](uv_handle_t* h) { delete static_cast<SocketWatch*>(h->data); });
 }
 
-int Fetcher::Impl::on_socket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) noexcept {
+int Fetcher::Impl::on_socket(CURL*, curl_socket_t s, int what, void* userp,
+                             void* socketp) noexcept {
     auto* self = static_cast<Impl*>(userp);
     auto* w = static_cast<SocketWatch*>(socketp);
     if (what == CURL_POLL_REMOVE) {
@@ -717,7 +747,8 @@ int Fetcher::Impl::on_timer(CURLM*, long timeout_ms, void* userp) noexcept {
 void Fetcher::Impl::maybe_progress(FetchTransfer& t) noexcept {
     if (!t.progress) return;
     std::uint64_t now = uv_now(loop);
-    auto interval = static_cast<std::uint64_t>(std::max<std::int64_t>(0, t.options.progress_interval.count()));
+    auto interval =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, t.options.progress_interval.count()));
     if (t.progressed && now - t.last_progress < interval) return;
     t.progressed = true;
     t.last_progress = now;
@@ -739,7 +770,8 @@ void Fetcher::Impl::maybe_progress(FetchTransfer& t) noexcept {
     }
 }
 
-std::size_t Fetcher::Impl::on_write(char* data, std::size_t size, std::size_t n, void* userp) noexcept {
+std::size_t Fetcher::Impl::on_write(char* data, std::size_t size, std::size_t n,
+                                    void* userp) noexcept {
     auto* t = static_cast<FetchTransfer*>(userp);
     std::size_t len = size * n;
     // Any value other than `len` makes curl fail the transfer with
@@ -751,7 +783,8 @@ std::size_t Fetcher::Impl::on_write(char* data, std::size_t size, std::size_t n,
         return refuse;
     }
     t->last_activity = uv_now(t->owner->loop);
-    if (t->options.max_bytes > 0 && len > t->options.max_bytes - std::min(t->bytes, t->options.max_bytes)) {
+    if (t->options.max_bytes > 0 &&
+        len > t->options.max_bytes - std::min(t->bytes, t->options.max_bytes)) {
         t->abort = Abort::too_large;
         return refuse;
     }
@@ -773,7 +806,8 @@ std::size_t Fetcher::Impl::on_write(char* data, std::size_t size, std::size_t n,
     return len;
 }
 
-std::size_t Fetcher::Impl::on_header(char* data, std::size_t size, std::size_t n, void* userp) noexcept {
+std::size_t Fetcher::Impl::on_header(char* data, std::size_t size, std::size_t n,
+                                     void* userp) noexcept {
     auto* t = static_cast<FetchTransfer*>(userp);
     std::size_t len = size * n;
     const std::size_t refuse = len == 0 ? 1 : 0;
@@ -792,7 +826,8 @@ std::size_t Fetcher::Impl::on_header(char* data, std::size_t size, std::size_t n
         std::equal(name.begin(), name.end(), line.begin(),
                    [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? b + 32 : b); })) {
         std::string_view v = line.substr(name.size());
-        while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+        while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+            v.remove_prefix(1);
         std::uint64_t length = 0;
         auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), length);
         long status = 0;

@@ -20,8 +20,6 @@
 
 #include "store.hpp"
 
-#include <uv.h>
-
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +27,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <uv.h>
 
 namespace hearth {
 
@@ -111,8 +110,8 @@ private:
 };
 
 struct FetchProgress {
-    std::uint64_t bytes = 0;  // body bytes received by the current attempt
-    std::uint64_t total = 0;  // Content-Length when total_known
+    std::uint64_t bytes = 0; // body bytes received by the current attempt
+    std::uint64_t total = 0; // Content-Length when total_known
     bool total_known = false;
     unsigned attempt = 1;
 };
@@ -123,11 +122,11 @@ struct FetchResult {
     // the curl error, and the attempt count, e.g.
     // "GET http://host/a.pex: HTTP 404 (1 attempt)".
     std::string message;
-    long http_status = 0;       // last HTTP status seen, 0 if none
-    unsigned attempts = 0;      // attempts started
-    std::uint64_t bytes = 0;    // body bytes the last attempt wrote to the sink
-    std::string url;            // redact_url(the requested URL)
-    std::string effective_url;  // redacted URL of the last response (after redirects)
+    long http_status = 0;      // last HTTP status seen, 0 if none
+    unsigned attempts = 0;     // attempts started
+    std::uint64_t bytes = 0;   // body bytes the last attempt wrote to the sink
+    std::string url;           // redact_url(the requested URL)
+    std::string effective_url; // redacted URL of the last response (after redirects)
     bool ok() const noexcept { return kind == FetchErrorKind::none; }
 };
 
@@ -181,9 +180,8 @@ public:
     // the Fetcher is destroyed first); after it, neither the sink nor
     // `progress` (may be empty) is called again. The Fetcher keeps `sink`
     // until done has returned.
-    FetchHandle start(std::string url, const FetchOptions& options,
-                      std::shared_ptr<FetchSink> sink, FetchProgressFn progress,
-                      FetchDoneFn done);
+    FetchHandle start(std::string url, const FetchOptions& options, std::shared_ptr<FetchSink> sink,
+                      FetchProgressFn progress, FetchDoneFn done);
 
     // Transfers started and not yet done.
     std::size_t in_flight() const noexcept;

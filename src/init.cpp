@@ -6,6 +6,10 @@
 #include "sdnotify.hpp"
 #include "spawn.hpp"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,11 +17,6 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <unordered_set>
 
 namespace hearth {
@@ -32,11 +31,14 @@ sigset_t handled_signals() {
     sigemptyset(&set);
     for (int sig : {SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTERM, SIGWINCH, SIGCONT})
         sigaddset(&set, sig);
-    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) sigaddset(&set, sig);
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig)
+        sigaddset(&set, sig);
     return set;
 }
 
-bool is_forwarded(int sig) { return sig != SIGCHLD; }
+bool is_forwarded(int sig) {
+    return sig != SIGCHLD;
+}
 
 struct ProcInfo {
     pid_t pid;
@@ -50,7 +52,8 @@ std::string read_proc_file(const char* path) {
     std::string out;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<size_t>(n));
     return out;
 }
 
@@ -237,8 +240,12 @@ bool Init::start_main(const std::vector<std::string>& command, std::vector<std::
     return true;
 }
 
-void Init::watch(pid_t pid, ExitCallback cb) { watchers_[pid] = std::move(cb); }
-void Init::unwatch(pid_t pid) { watchers_.erase(pid); }
+void Init::watch(pid_t pid, ExitCallback cb) {
+    watchers_[pid] = std::move(cb);
+}
+void Init::unwatch(pid_t pid) {
+    watchers_.erase(pid);
+}
 
 void Init::on_signal_readable(uv_poll_t* handle, int status, int /*events*/) {
     auto* self = static_cast<Init*>(handle->data);
@@ -251,8 +258,10 @@ void Init::on_signal_readable(uv_poll_t* handle, int status, int /*events*/) {
     while (true) {
         ssize_t n = ::read(self->signal_fd_, &info, sizeof info);
         if (n != static_cast<ssize_t>(sizeof info)) break;
-        if (static_cast<int>(info.ssi_signo) == SIGCHLD) saw_child = true;
-        else self->handle_signal(static_cast<int>(info.ssi_signo));
+        if (static_cast<int>(info.ssi_signo) == SIGCHLD)
+            saw_child = true;
+        else
+            self->handle_signal(static_cast<int>(info.ssi_signo));
     }
     // One SIGCHLD may stand for many exits, so reap until nothing is left.
     if (saw_child) self->reap();
@@ -311,7 +320,8 @@ void Init::request_shutdown(std::string_view reason) {
     if (stop_hook_) {
         stop_hook_done_ = false;
         if (managed_groups_)
-            for (pid_t g : managed_groups_()) skip.push_back(g);
+            for (pid_t g : managed_groups_())
+                skip.push_back(g);
         stop_hook_([this] {
             stop_hook_done_ = true;
             maybe_finish();

@@ -7,14 +7,12 @@
 // tree still come back to it). Either way this object is the only place that
 // calls waitpid(-1): every other part registers the pids it cares about.
 
-#include <uv.h>
-
-#include <sys/types.h>
-
 #include <functional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <unordered_map>
+#include <uv.h>
 #include <vector>
 
 namespace hearth {

@@ -3,9 +3,8 @@
 #include "log.hpp"
 #include "procscan.hpp"
 
-#include <signal.h>
-
 #include <algorithm>
+#include <signal.h>
 
 namespace hearth {
 
@@ -16,7 +15,9 @@ constexpr uint64_t watchdog_interval_ms = 100;
 Isolation::Isolation(uv_loop_t* loop, const Options& options)
     : loop_(loop), options_(options), watchdog_timer_(loop) {}
 
-Isolation::~Isolation() { close(); }
+Isolation::~Isolation() {
+    close();
+}
 
 void Isolation::close() {
     if (oom_poll_) {
@@ -28,7 +29,9 @@ void Isolation::close() {
     watchdog_timer_.stop();
 }
 
-bool Isolation::is_none() const { return !driver_ || driver_->mode() == cgroup::Mode::none; }
+bool Isolation::is_none() const {
+    return !driver_ || driver_->mode() == cgroup::Mode::none;
+}
 
 void Isolation::start() {
     cgroup::Config config;
@@ -39,19 +42,24 @@ void Isolation::start() {
     cgroup::Enforcement enforcement = driver_->enforcement();
     auto join = [](const std::vector<std::string>& items) {
         std::string out;
-        for (const auto& i : items) out += (out.empty() ? "" : "; ") + i;
+        for (const auto& i : items)
+            out += (out.empty() ? "" : "; ") + i;
         return out;
     };
     std::string envs = join(driver_->envs_directories());
     std::string name(enforcement.name());
     if (enforcement.enforced && enforcement.degraded.empty()) {
-        log::info("cgroup driver ready", {{"driver", driver_name_}, {"enforcement", name}, {"envs", envs}});
+        log::info("cgroup driver ready",
+                  {{"driver", driver_name_}, {"enforcement", name}, {"envs", envs}});
     } else {
         // Said loudly: the usual unprivileged container ends up here, and an
         // operator must not believe limits hold that do not.
-        log::warn(enforcement.enforced ? "cgroup driver ready; some limits are not enforced"
-                                       : "cgroup limits are NOT enforced by the kernel; using hearth's watchdog",
-                  {{"driver", driver_name_}, {"enforcement", name}, {"envs", envs},
+        log::warn(enforcement.enforced
+                      ? "cgroup driver ready; some limits are not enforced"
+                      : "cgroup limits are NOT enforced by the kernel; using hearth's watchdog",
+                  {{"driver", driver_name_},
+                   {"enforcement", name},
+                   {"envs", envs},
                    {"degraded", join(enforcement.degraded)}});
     }
     std::vector<std::string> failures;
@@ -59,7 +67,8 @@ void Isolation::start() {
     if (!stale.empty())
         log::warn("removed revision cgroups left by an earlier run",
                   {{"count", stale.size()}, {"names", join(stale)}});
-    for (const auto& f : failures) log::error("cannot remove a stale revision cgroup", {{"error", f}});
+    for (const auto& f : failures)
+        log::error("cannot remove a stale revision cgroup", {{"error", f}});
 
     oom_watch_ = driver_->make_oom_watch();
     if (oom_watch_->fd() >= 0) {
@@ -87,7 +96,9 @@ void Isolation::create(const std::string& name, const cgroup::Limits& limits, Cr
         },
         [done = std::move(done)](std::optional<Made> made, std::string error) {
             if (!made) return done(nullptr, error);
-            if (!made->first) return done(nullptr, made->second.empty() ? "cgroup creation failed" : made->second);
+            if (!made->first)
+                return done(nullptr,
+                            made->second.empty() ? "cgroup creation failed" : made->second);
             done(std::move(made->first), {});
         });
 }
@@ -103,7 +114,8 @@ void Isolation::watch(const std::string& name, const cgroup::Cgroup* cg, pid_t s
     w.limit = watchdog_limit;
     w.peak = 0;
     if (is_none() && !watchdog_timer_.active())
-        watchdog_timer_.start(watchdog_interval_ms, [this] { watchdog_tick(); }, watchdog_interval_ms);
+        watchdog_timer_.start(
+            watchdog_interval_ms, [this] { watchdog_tick(); }, watchdog_interval_ms);
 }
 
 void Isolation::unwatch(const std::string& name) {
@@ -127,13 +139,15 @@ void Isolation::signal_all(const cgroup::Cgroup* cg, pid_t session, int sig) {
     if (cg && !is_none()) {
         targets = cg->pids();
     } else if (session > 0) {
-        for (const auto& p : session_tree(scan_processes(), session)) targets.push_back(p.pid);
+        for (const auto& p : session_tree(scan_processes(), session))
+            targets.push_back(p.pid);
     }
     if (targets.empty()) {
         if (session > 0) ::kill(-session, sig);
         return;
     }
-    for (pid_t pid : targets) ::kill(pid, sig);
+    for (pid_t pid : targets)
+        ::kill(pid, sig);
 }
 
 void Isolation::kill_all(std::shared_ptr<cgroup::Cgroup> cg, pid_t session,
@@ -162,7 +176,8 @@ void Isolation::kill_all(std::shared_ptr<cgroup::Cgroup> cg, pid_t session,
         });
 }
 
-void Isolation::remove(std::shared_ptr<cgroup::Cgroup> cg, std::function<void(cgroup::Removal)> done) {
+void Isolation::remove(std::shared_ptr<cgroup::Cgroup> cg,
+                       std::function<void(cgroup::Removal)> done) {
     if (!cg) return done({});
     run_blocking<cgroup::Removal>(
         loop_,
@@ -172,7 +187,8 @@ void Isolation::remove(std::shared_ptr<cgroup::Cgroup> cg, std::function<void(cg
             cg->kill_all(std::chrono::milliseconds(1000));
             return cg->remove();
         },
-        [done = std::move(done), name = cg->name()](std::optional<cgroup::Removal> r, std::string error) {
+        [done = std::move(done), name = cg->name()](std::optional<cgroup::Removal> r,
+                                                    std::string error) {
             if (!r) {
                 cgroup::Removal failed;
                 failed.error = error;
@@ -203,7 +219,8 @@ void Isolation::check_oom() {
 
 void Isolation::watchdog_tick() {
     bool any_limit = false;
-    for (const auto& [name, w] : watched_) any_limit |= w.session > 0;
+    for (const auto& [name, w] : watched_)
+        any_limit |= w.session > 0;
     if (!any_limit) return;
     try {
         std::vector<ProcInfo> all = scan_processes();

@@ -16,12 +16,11 @@
 #include "options.hpp"
 #include "uv_util.hpp"
 
-#include <uv.h>
-
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <uv.h>
 
 namespace hearth {
 
@@ -74,7 +73,8 @@ public:
     // An OOM kill (kernel counters) in the named revision's cgroup.
     std::function<void(const std::string& name, const cgroup::OomChange& change)> on_oom;
     // The watchdog found the named revision above its memory limit.
-    std::function<void(const std::string& name, std::uint64_t rss, std::uint64_t limit)> on_watchdog;
+    std::function<void(const std::string& name, std::uint64_t rss, std::uint64_t limit)>
+        on_watchdog;
 
 private:
     struct Watched {

@@ -24,19 +24,22 @@ LaunchPlan plan_launch(const LaunchInput& in) {
     // Pex semantics: inject_env only fills what is not set; the deploy's own
     // variables are the operator's explicit choice and override both.
     if (in.runtime == Runtime::native) apply_pex_environment(info, env);
-    for (const auto& [k, v] : in.deploy_env) env[k] = v;
+    for (const auto& [k, v] : in.deploy_env)
+        env[k] = v;
 
     std::vector<std::string>& argv = plan.argv;
     argv.push_back(in.python);
     if (in.runtime == Runtime::pex) {
         argv.push_back(in.source_tree);
-        for (const auto& a : in.args) argv.push_back(a);
+        for (const auto& a : in.args)
+            argv.push_back(a);
         env["PEX_PATH"] = in.deps_tree;
         env["PEX_ROOT"] = in.pex_root;
         if (in.module) env["PEX_MODULE"] = *in.module;
     } else {
         argv.push_back("-s");
-        for (const auto& a : info.inject_python_args) argv.push_back(a);
+        for (const auto& a : info.inject_python_args)
+            argv.push_back(a);
         argv.push_back(in.boot_script);
         // inject_args belong to the pex's own entry point; an operator who
         // names another module gets exactly the arguments they gave.
@@ -58,9 +61,11 @@ LaunchPlan plan_launch(const LaunchInput& in) {
         if (own_entry) {
             std::vector<std::string> injected;
             if (!expand_inject_args(info, env, injected, plan.error)) return plan;
-            for (auto& a : injected) argv.push_back(std::move(a));
+            for (auto& a : injected)
+                argv.push_back(std::move(a));
         }
-        for (const auto& a : in.args) argv.push_back(a);
+        for (const auto& a : in.args)
+            argv.push_back(a);
         std::string joined;
         for (const auto& p : in.sys_path) {
             if (p.find(':') != std::string::npos) {
@@ -73,7 +78,8 @@ LaunchPlan plan_launch(const LaunchInput& in) {
         env["HEARTH_SYS_PATH"] = joined;
         env["HEARTH_INHERIT_PATH"] = std::string(to_string(info.inherit_path));
     }
-    for (const auto& [k, v] : env) plan.env.push_back(k + "=" + v);
+    for (const auto& [k, v] : env)
+        plan.env.push_back(k + "=" + v);
     return plan;
 }
 

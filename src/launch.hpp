@@ -25,8 +25,8 @@ namespace hearth {
 
 struct LaunchInput {
     Runtime runtime = Runtime::native;
-    std::string python;       // resolved interpreter binary
-    std::string boot_script;  // native only
+    std::string python;      // resolved interpreter binary
+    std::string boot_script; // native only
     std::string source_tree;
     std::string deps_tree;
     const PexInfo* source_info = nullptr; // required
@@ -36,11 +36,11 @@ struct LaunchInput {
     std::map<std::string, std::string> deploy_env;
     std::string location;
     std::string revision_id;
-    std::string scratch_dir;  // TMPDIR (and the default working directory)
-    std::string pycache_dir;  // PYTHONPYCACHEPREFIX
-    std::string pex_root;     // pex runtime's PEX_ROOT
-    std::string host_path;    // hearth's PATH ("" = default)
-    std::string host_home;    // hearth's HOME ("" = "/")
+    std::string scratch_dir; // TMPDIR (and the default working directory)
+    std::string pycache_dir; // PYTHONPYCACHEPREFIX
+    std::string pex_root;    // pex runtime's PEX_ROOT
+    std::string host_path;   // hearth's PATH ("" = default)
+    std::string host_home;   // hearth's HOME ("" = "/")
 };
 
 struct LaunchPlan {

@@ -13,26 +13,51 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-
 #include <cstdarg>
 #include <cstdio>
 
 namespace {
 
-#define HEARTH_ARCHIVE_FUNCTIONS(X)                                                         \
-    X(archive_entry_filetype) X(archive_entry_free) X(archive_entry_hardlink)               \
-    X(archive_entry_is_encrypted) X(archive_entry_mtime) X(archive_entry_new)               \
-    X(archive_entry_pathname) X(archive_entry_perm) X(archive_entry_set_filetype)           \
-    X(archive_entry_set_pathname) X(archive_entry_set_perm) X(archive_entry_set_size)       \
-    X(archive_entry_size) X(archive_entry_size_is_set) X(archive_entry_symlink)             \
-    X(archive_error_string) X(archive_filter_bytes) X(archive_read_data_block)              \
-    X(archive_read_free) X(archive_read_new) X(archive_read_next_header)                    \
-    X(archive_read_open1) X(archive_read_set_callback_data) X(archive_read_set_read_callback) \
-    X(archive_read_set_seek_callback) X(archive_read_set_skip_callback)                     \
-    X(archive_read_support_format_zip_seekable) X(archive_set_error) X(archive_write_close) \
-    X(archive_write_data) X(archive_write_free) X(archive_write_header) X(archive_write_new) \
-    X(archive_write_open_filename) X(archive_write_set_format_zip)                          \
-    X(archive_write_zip_set_compression_deflate) X(archive_write_zip_set_compression_store)
+// clang-format off
+#define HEARTH_ARCHIVE_FUNCTIONS(X) \
+    X(archive_entry_filetype) \
+    X(archive_entry_free) \
+    X(archive_entry_hardlink) \
+    X(archive_entry_is_encrypted) \
+    X(archive_entry_mtime) \
+    X(archive_entry_new) \
+    X(archive_entry_pathname) \
+    X(archive_entry_perm) \
+    X(archive_entry_set_filetype) \
+    X(archive_entry_set_pathname) \
+    X(archive_entry_set_perm) \
+    X(archive_entry_set_size) \
+    X(archive_entry_size) \
+    X(archive_entry_size_is_set) \
+    X(archive_entry_symlink) \
+    X(archive_error_string) \
+    X(archive_filter_bytes) \
+    X(archive_read_data_block) \
+    X(archive_read_free) \
+    X(archive_read_new) \
+    X(archive_read_next_header) \
+    X(archive_read_open1) \
+    X(archive_read_set_callback_data) \
+    X(archive_read_set_read_callback) \
+    X(archive_read_set_seek_callback) \
+    X(archive_read_set_skip_callback) \
+    X(archive_read_support_format_zip_seekable) \
+    X(archive_set_error) \
+    X(archive_write_close) \
+    X(archive_write_data) \
+    X(archive_write_free) \
+    X(archive_write_header) \
+    X(archive_write_new) \
+    X(archive_write_open_filename) \
+    X(archive_write_set_format_zip) \
+    X(archive_write_zip_set_compression_deflate) \
+    X(archive_write_zip_set_compression_store)
+// clang-format on
 
 enum class Sym {
 #define HEARTH_ENUM(name) name,
@@ -56,20 +81,20 @@ hearth::lazy::Library& library() {
 
 // The real function `name`, or nullptr when libarchive is unavailable.
 // Converting dlsym's void* to a function pointer is what POSIX guarantees.
-#define REAL(name)                                                                       \
+#define REAL(name)                                                                                 \
     reinterpret_cast<decltype(&::name)>(library().symbol(static_cast<std::size_t>(Sym::name)))
 
 } // namespace
 
 // FORWARD(return type, name, value when unavailable, (parameters), (arguments))
-#define FORWARD(ret, name, fail, params, args)                                           \
-    ret name params {                                                                    \
-        auto real = REAL(name);                                                          \
-        return real != nullptr ? real args : (fail);                                     \
+#define FORWARD(ret, name, fail, params, args)                                                     \
+    ret name params {                                                                              \
+        auto real = REAL(name);                                                                    \
+        return real != nullptr ? real args : (fail);                                               \
     }
-#define FORWARD_VOID(name, params, args)                                                 \
-    void name params {                                                                   \
-        if (auto real = REAL(name); real != nullptr) real args;                          \
+#define FORWARD_VOID(name, params, args)                                                           \
+    void name params {                                                                             \
+        if (auto real = REAL(name); real != nullptr) real args;                                    \
     }
 
 extern "C" {

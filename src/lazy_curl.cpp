@@ -12,18 +12,29 @@
 
 #include "lazy_lib.hpp"
 
-#include <curl/curl.h>
-
 #include <cstdarg>
+#include <curl/curl.h>
 
 namespace {
 
-#define HEARTH_CURL_FUNCTIONS(X)                                                            \
-    X(curl_global_init) X(curl_easy_init) X(curl_easy_cleanup) X(curl_easy_setopt)          \
-    X(curl_easy_getinfo) X(curl_easy_strerror) X(curl_multi_init) X(curl_multi_cleanup)     \
-    X(curl_multi_setopt) X(curl_multi_add_handle) X(curl_multi_remove_handle)               \
-    X(curl_multi_assign) X(curl_multi_socket_action) X(curl_multi_info_read)                \
+// clang-format off
+#define HEARTH_CURL_FUNCTIONS(X) \
+    X(curl_global_init) \
+    X(curl_easy_init) \
+    X(curl_easy_cleanup) \
+    X(curl_easy_setopt) \
+    X(curl_easy_getinfo) \
+    X(curl_easy_strerror) \
+    X(curl_multi_init) \
+    X(curl_multi_cleanup) \
+    X(curl_multi_setopt) \
+    X(curl_multi_add_handle) \
+    X(curl_multi_remove_handle) \
+    X(curl_multi_assign) \
+    X(curl_multi_socket_action) \
+    X(curl_multi_info_read) \
     X(curl_multi_strerror)
+// clang-format on
 
 enum class Sym {
 #define HEARTH_ENUM(name) name,
@@ -47,7 +58,7 @@ hearth::lazy::Library& library() {
 
 // The real function `name`, or nullptr when libcurl is unavailable.
 // Converting dlsym's void* to a function pointer is what POSIX guarantees.
-#define REAL(name)                                                                       \
+#define REAL(name)                                                                                 \
     reinterpret_cast<decltype(&::name)>(library().symbol(static_cast<std::size_t>(Sym::name)))
 
 const char* load_error() {
@@ -103,10 +114,14 @@ template <typename Result, typename Handle, typename Option>
 Result forward_option(Result (*real)(Handle*, Option, ...), Handle* handle, Option option,
                       std::va_list ap) {
     switch (option_arg_type(static_cast<long>(option))) {
-    case ArgType::long_value: return real(handle, option, va_arg(ap, long));
-    case ArgType::function_pointer: return real(handle, option, va_arg(ap, AnyFunction));
-    case ArgType::off_t_value: return real(handle, option, va_arg(ap, curl_off_t));
-    case ArgType::object_pointer: break;
+    case ArgType::long_value:
+        return real(handle, option, va_arg(ap, long));
+    case ArgType::function_pointer:
+        return real(handle, option, va_arg(ap, AnyFunction));
+    case ArgType::off_t_value:
+        return real(handle, option, va_arg(ap, curl_off_t));
+    case ArgType::object_pointer:
+        break;
     }
     return real(handle, option, va_arg(ap, void*));
 }
@@ -114,10 +129,10 @@ Result forward_option(Result (*real)(Handle*, Option, ...), Handle* handle, Opti
 } // namespace
 
 // FORWARD(return type, name, value when unavailable, (parameters), (arguments))
-#define FORWARD(ret, name, fail, params, args)                                           \
-    ret name params {                                                                    \
-        auto real = REAL(name);                                                          \
-        return real != nullptr ? real args : (fail);                                     \
+#define FORWARD(ret, name, fail, params, args)                                                     \
+    ret name params {                                                                              \
+        auto real = REAL(name);                                                                    \
+        return real != nullptr ? real args : (fail);                                               \
     }
 
 extern "C" {

@@ -3,7 +3,6 @@
 #include "log.hpp"
 
 #include <dlfcn.h>
-
 #include <new>
 
 namespace hearth::lazy {
@@ -18,12 +17,12 @@ void* Library::symbol(std::size_t index) noexcept {
 }
 
 bool Library::load() noexcept {
-    // call_once only throws if open() throws (it does not) or on a
-    // pthread_once failure, which glibc never reports.
-    try {
-        std::call_once(once_, [this] { open(); });
-    } catch (...) {
-        return false;
+    if (!tried_.load(std::memory_order_acquire)) {
+        std::lock_guard<std::mutex> lock(mutex_); // pthread_mutex_lock: does not throw here
+        if (!tried_.load(std::memory_order_relaxed)) {
+            open();
+            tried_.store(true, std::memory_order_release);
+        }
     }
     return ok_;
 }

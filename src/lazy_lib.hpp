@@ -15,6 +15,7 @@
 // lazy_archive.cpp or lazy_curl.cpp. Built with -Dlazy-libs=false, none of
 // this is compiled and the real libraries are linked directly.
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -68,7 +69,12 @@ private:
     std::unique_ptr<void*[]> slots_; // count_ entries, filled by open()
     bool ok_ = false;
     std::string error_;
-    std::once_flag once_;
+    // Not std::call_once: its libstdc++ implementation passes the callable
+    // through thread_local variables of libstdc++.so, which from this static
+    // (PIC) library costs a __tls_get_addr reference and with it a DT_NEEDED
+    // entry on ld-linux. A flag plus a mutex does the same here.
+    std::atomic<bool> tried_{false}; // set (release) once ok_/error_/slots_ are final
+    std::mutex mutex_;
 };
 
 } // namespace hearth::lazy

@@ -12,8 +12,8 @@ Format g_format = Format::text;
 // JSON string escaping that never throws: user-controlled text (paths, child
 // output, client input) may be invalid UTF-8, which nlohmann rejects by default.
 std::string quote(std::string_view s) {
-    return nlohmann::json(std::string(s)).dump(-1, ' ', false,
-                                               nlohmann::json::error_handler_t::replace);
+    return nlohmann::json(std::string(s))
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 bool needs_quotes(std::string_view s) {
@@ -47,17 +47,20 @@ void append_value(std::string& out, const Value& v, Format format) {
 } // namespace
 
 bool parse_format(std::string_view name, Format& out) {
-    if (name == "text") out = Format::text;
-    else if (name == "json") out = Format::json;
-    else return false;
+    if (name == "text")
+        out = Format::text;
+    else if (name == "json")
+        out = Format::json;
+    else
+        return false;
     return true;
 }
 
 bool parse_level(std::string_view name, spdlog::level::level_enum& out) {
     static constexpr std::pair<std::string_view, spdlog::level::level_enum> names[] = {
-        {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
-        {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
-        {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
+        {"trace", spdlog::level::trace},       {"debug", spdlog::level::debug},
+        {"info", spdlog::level::info},         {"warn", spdlog::level::warn},
+        {"warning", spdlog::level::warn},      {"error", spdlog::level::err},
         {"critical", spdlog::level::critical}, {"off", spdlog::level::off},
     };
     for (auto& [n, l] : names)

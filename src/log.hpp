@@ -6,10 +6,9 @@
 //
 // Not async-signal-safe: never call between fork and exec.
 
-#include <spdlog/spdlog.h>
-
 #include <cstdint>
 #include <initializer_list>
+#include <spdlog/spdlog.h>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -35,8 +34,7 @@ struct Field {
     Field(std::string_view k, long long v) : key(k), value(std::int64_t{v}) {}
     Field(std::string_view k, unsigned v) : key(k), value(std::int64_t{v}) {}
     Field(std::string_view k, unsigned long v) : key(k), value(static_cast<std::int64_t>(v)) {}
-    Field(std::string_view k, unsigned long long v)
-        : key(k), value(static_cast<std::int64_t>(v)) {}
+    Field(std::string_view k, unsigned long long v) : key(k), value(static_cast<std::int64_t>(v)) {}
     Field(std::string_view k, double v) : key(k), value(v) {}
     Field(std::string_view k, bool v) : key(k), value(v) {}
     Field(std::string_view k, const char* v) : key(k), value(std::string_view(v)) {}
@@ -49,9 +47,17 @@ using Fields = std::initializer_list<Field>;
 std::string render(Format format, std::string_view msg, Fields fields);
 
 void write(spdlog::level::level_enum level, std::string_view msg, Fields fields = {});
-inline void debug(std::string_view msg, Fields f = {}) { write(spdlog::level::debug, msg, f); }
-inline void info(std::string_view msg, Fields f = {}) { write(spdlog::level::info, msg, f); }
-inline void warn(std::string_view msg, Fields f = {}) { write(spdlog::level::warn, msg, f); }
-inline void error(std::string_view msg, Fields f = {}) { write(spdlog::level::err, msg, f); }
+inline void debug(std::string_view msg, Fields f = {}) {
+    write(spdlog::level::debug, msg, f);
+}
+inline void info(std::string_view msg, Fields f = {}) {
+    write(spdlog::level::info, msg, f);
+}
+inline void warn(std::string_view msg, Fields f = {}) {
+    write(spdlog::level::warn, msg, f);
+}
+inline void error(std::string_view msg, Fields f = {}) {
+    write(spdlog::level::err, msg, f);
+}
 
 } // namespace hearth::log

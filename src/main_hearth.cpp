@@ -9,10 +9,9 @@
 #include "uv_util.hpp"
 #include "version.hpp"
 
-#include <uv.h>
-
 #include <cstdio>
 #include <cstdlib>
+#include <uv.h>
 
 namespace {
 
@@ -36,7 +35,8 @@ int run(uv_loop_t* loop, const hearth::Options& opts) {
     init.set_stop_hook([&daemon](std::function<void()> done) { daemon.stop_all(std::move(done)); });
     init.set_managed_groups([&daemon] { return daemon.process_groups(); });
     init.set_before_exit([&daemon] { daemon.before_exit(); });
-    log::info("hearth started", {{"version", HEARTH_VERSION}, {"pid", static_cast<long>(getpid())}});
+    log::info("hearth started",
+              {{"version", HEARTH_VERSION}, {"pid", static_cast<long>(getpid())}});
     if (!opts.command.empty()) init.start_main(opts.command, opts.main_env);
     sdnotify::send("READY=1");
 
@@ -44,7 +44,8 @@ int run(uv_loop_t* loop, const hearth::Options& opts) {
     // Shutdown stopped the loop; background jobs (scratch removal, a store
     // job of a revision stopped mid-fetch) may still be running on the pool
     // and use the objects below, so wait for their completions first.
-    while (blocking_jobs_in_flight() > 0) uv_run(loop, UV_RUN_ONCE);
+    while (blocking_jobs_in_flight() > 0)
+        uv_run(loop, UV_RUN_ONCE);
     return init.exit_code();
 }
 
@@ -54,8 +55,7 @@ int main(int argc, char** argv) {
     using namespace hearth;
     auto parsed = parse_options(argc, argv);
     if (auto* error = std::get_if<std::string>(&parsed)) {
-        std::fprintf(stderr, "hearth: %s (see hearth --help)\n",
-                     error->c_str());
+        std::fprintf(stderr, "hearth: %s (see hearth --help)\n", error->c_str());
         return 2;
     }
     Options& opts = std::get<Options>(parsed);

@@ -3,13 +3,12 @@
 #include "fd.hpp"
 #include "uv_util.hpp"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <memory>
+#include <signal.h>
+#include <unistd.h>
 
 namespace hearth {
 
@@ -68,7 +67,7 @@ void on_alloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
 } // namespace
 
 pid_t run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t timeout_ms,
-                 std::size_t max_output, std::function<void(OneshotResult)> done) {
+                  std::size_t max_output, std::function<void(OneshotResult)> done) {
     auto* job = new Oneshot(loop);
     job->init = &init;
     job->max_output = max_output;
@@ -122,10 +121,12 @@ pid_t run_oneshot(uv_loop_t* loop, Init& init, SpawnRequest request, uint64_t ti
                           int index = j->pipes[0] == reinterpret_cast<uv_pipe_t*>(stream) ? 0 : 1;
                           if (nread > 0) {
                               std::string& out = j->sink(index);
-                              std::size_t room = j->max_output - std::min(out.size(), j->max_output);
+                              std::size_t room =
+                                  j->max_output - std::min(out.size(), j->max_output);
                               std::size_t take = std::min<std::size_t>(room, nread);
                               out.append(buf->base, take);
-                              if (take < static_cast<std::size_t>(nread)) j->result.truncated = true;
+                              if (take < static_cast<std::size_t>(nread))
+                                  j->result.truncated = true;
                           } else if (nread < 0) {
                               j->close_pipe(index);
                               j->maybe_finish();

@@ -32,7 +32,8 @@ std::string usage() {
            "Options:\n"
            "  --state-dir DIR       artifact store and state (default /var/lib/hearth)\n"
            "  --run-dir DIR         control socket and runtime files (default /run/hearth)\n"
-           "  --grace SECONDS       wait this long after TERM before KILL on shutdown (default 10)\n"
+           "  --grace SECONDS       wait this long after TERM before KILL on shutdown (default "
+           "10)\n"
            "  --python PATH         interpreter to offer environments (repeatable; default: PATH)\n"
            "\n"
            "Isolation:\n"
@@ -120,9 +121,12 @@ std::variant<Options, std::string> parse_options(int argc, const char* const arg
             if (v->empty() || (*v)[0] != '/')
                 return "option --" + std::string(name) + " needs an absolute path, got '" + *v +
                        "'";
-            if (name == "state-dir") opts.state_dir = *v;
-            else if (name == "run-dir") opts.run_dir = *v;
-            else opts.python.push_back(*v);
+            if (name == "state-dir")
+                opts.state_dir = *v;
+            else if (name == "run-dir")
+                opts.run_dir = *v;
+            else
+                opts.python.push_back(*v);
         } else if (name == "grace") {
             auto v = take_value(name, inline_value, error);
             if (!v) return error;
@@ -144,16 +148,20 @@ std::variant<Options, std::string> parse_options(int argc, const char* const arg
         } else if (name == "cgroup-driver") {
             auto v = take_value(name, inline_value, error);
             if (!v) return error;
-            if (*v == "none") opts.cgroup_none = true;
-            else if (*v == "auto") opts.cgroup_none = false;
-            else return "option --cgroup-driver: unknown mode '" + *v + "' (auto, none)";
+            if (*v == "none")
+                opts.cgroup_none = true;
+            else if (*v == "auto")
+                opts.cgroup_none = false;
+            else
+                return "option --cgroup-driver: unknown mode '" + *v + "' (auto, none)";
         } else if (name == "cgroup-parent") {
             auto v = take_value(name, inline_value, error);
             if (!v) return error;
             if (v->empty() || (*v)[0] != '/' || v->find("/../") != std::string::npos ||
                 (v->size() >= 3 && v->compare(v->size() - 3, 3, "/..") == 0))
                 return "option --cgroup-parent needs a path from the hierarchy's root such as "
-                       "/hearth, got '" + *v + "'";
+                       "/hearth, got '" +
+                       *v + "'";
             opts.cgroup_parent = *v;
         } else if (name == "default-memory" || name == "max-memory" || name == "store-max-bytes" ||
                    name == "fetch-max-bytes" || name == "extract-max-bytes") {
@@ -162,12 +170,18 @@ std::variant<Options, std::string> parse_options(int argc, const char* const arg
             std::uint64_t bytes = 0;
             std::string why;
             if (!parse_bytes(nlohmann::json(*v), bytes, why) || bytes == 0)
-                return "option --" + std::string(name) + ": " + (why.empty() ? "must not be 0" : why);
-            if (name == "default-memory") opts.default_memory = bytes;
-            else if (name == "max-memory") opts.max_memory = bytes;
-            else if (name == "store-max-bytes") opts.store_max_bytes = bytes;
-            else if (name == "fetch-max-bytes") opts.fetch_max_bytes = bytes;
-            else opts.extract_max_bytes = bytes;
+                return "option --" + std::string(name) + ": " +
+                       (why.empty() ? "must not be 0" : why);
+            if (name == "default-memory")
+                opts.default_memory = bytes;
+            else if (name == "max-memory")
+                opts.max_memory = bytes;
+            else if (name == "store-max-bytes")
+                opts.store_max_bytes = bytes;
+            else if (name == "fetch-max-bytes")
+                opts.fetch_max_bytes = bytes;
+            else
+                opts.extract_max_bytes = bytes;
         } else if (name == "default-cpus" || name == "max-cpus") {
             auto v = take_value(name, inline_value, error);
             if (!v) return error;
@@ -186,20 +200,28 @@ std::variant<Options, std::string> parse_options(int argc, const char* const arg
                 (name == "fetch-attempts" && n > 100))
                 return "option --" + std::string(name) + " needs a positive whole number, got '" +
                        *v + "'";
-            if (name == "default-pids") opts.default_pids = n;
-            else if (name == "max-pids") opts.max_pids = n;
-            else if (name == "fetch-attempts") opts.fetch_attempts = static_cast<unsigned>(n);
-            else opts.extract_max_entries = n;
+            if (name == "default-pids")
+                opts.default_pids = n;
+            else if (name == "max-pids")
+                opts.max_pids = n;
+            else if (name == "fetch-attempts")
+                opts.fetch_attempts = static_cast<unsigned>(n);
+            else
+                opts.extract_max_entries = n;
         } else if (name == "fetch-stall-timeout" || name == "fetch-connect-timeout" ||
                    name == "extract-max-ratio") {
             auto v = take_value(name, inline_value, error);
             if (!v) return error;
             auto seconds = parse_seconds(*v);
             if (!seconds || *seconds <= 0)
-                return "option --" + std::string(name) + " needs a positive number, got '" + *v + "'";
-            if (name == "fetch-stall-timeout") opts.fetch_stall_timeout_s = *seconds;
-            else if (name == "fetch-connect-timeout") opts.fetch_connect_timeout_s = *seconds;
-            else opts.extract_max_ratio = *seconds;
+                return "option --" + std::string(name) + " needs a positive number, got '" + *v +
+                       "'";
+            if (name == "fetch-stall-timeout")
+                opts.fetch_stall_timeout_s = *seconds;
+            else if (name == "fetch-connect-timeout")
+                opts.fetch_connect_timeout_s = *seconds;
+            else
+                opts.extract_max_ratio = *seconds;
         } else if (name == "user" || name == "group") {
             auto v = take_value(name, inline_value, error);
             if (!v) return error;
@@ -209,7 +231,8 @@ std::variant<Options, std::string> parse_options(int argc, const char* const arg
             return "unknown option '--" + std::string(name) + "'";
         }
     }
-    for (; i < argc; ++i) opts.command.emplace_back(argv[i]);
+    for (; i < argc; ++i)
+        opts.command.emplace_back(argv[i]);
     return opts;
 }
 

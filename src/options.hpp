@@ -17,17 +17,17 @@ struct Options {
     double grace_s = 10.0;
     log::Format log_format = log::Format::text;
     spdlog::level::level_enum log_level = spdlog::level::info;
-    std::vector<std::string> python; // --python, may repeat; empty = search PATH
-    std::vector<std::string> command; // the main command after `--`, if any
+    std::vector<std::string> python;   // --python, may repeat; empty = search PATH
+    std::vector<std::string> command;  // the main command after `--`, if any
     std::vector<std::string> main_env; // the main command's environment (set by main)
 
     // Isolation (see cgroup.hpp).
-    bool cgroup_none = false;   // --cgroup-driver none
-    std::string cgroup_parent;  // --cgroup-parent; "" = hearth's own cgroup
+    bool cgroup_none = false;  // --cgroup-driver none
+    std::string cgroup_parent; // --cgroup-parent; "" = hearth's own cgroup
     std::optional<std::uint64_t> default_memory, max_memory;
     std::optional<double> default_cpus, max_cpus;
     std::optional<std::uint64_t> default_pids, max_pids;
-    std::string user, group;    // default identity of environments
+    std::string user, group; // default identity of environments
 
     // Store and fetch.
     std::optional<std::uint64_t> store_max_bytes; // unset = half the filesystem

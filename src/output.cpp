@@ -2,23 +2,24 @@
 
 #include "log.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <exception>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <system_error>
+#include <unistd.h>
 
 namespace hearth {
 
-const char* stream_name(Stream s) noexcept { return s == Stream::err ? "stderr" : "stdout"; }
+const char* stream_name(Stream s) noexcept {
+    return s == Stream::err ? "stderr" : "stdout";
+}
 
 namespace {
 
@@ -35,9 +36,8 @@ void append_timestamp(std::string& out, std::chrono::system_clock::time_point t)
     struct tm tm {};
     ::gmtime_r(&secs, &tm);
     char buf[40];
-    int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                          tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                          tm.tm_sec, millis);
+    int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
     if (n > 0) out.append(buf, static_cast<std::size_t>(n));
 }
 
@@ -140,7 +140,9 @@ bool LineSplitter::finish(const Emit& emit) {
 RotatingFile::RotatingFile(std::string dir, std::string name, std::uint64_t max_bytes)
     : path_(std::move(dir) + "/" + std::move(name) + ".log"), max_bytes_(max_bytes) {}
 
-RotatingFile::~RotatingFile() { close(); }
+RotatingFile::~RotatingFile() {
+    close();
+}
 
 void RotatingFile::report(const char* what, int err) {
     if (failing_) return;
@@ -164,7 +166,7 @@ bool RotatingFile::ensure_open() {
 
 void RotatingFile::write(const LogLine& line) {
     if (!fd_ && !failing_) ensure_open();
-    std::size_t len = 24 + 1 + 6 + 1 + line.text.size() + 1;  // TS stream text\n
+    std::size_t len = 24 + 1 + 6 + 1 + line.text.size() + 1; // TS stream text\n
     std::uint64_t current = size_ + buffer_.size();
     if (current > 0 && current + len > max_bytes_) rotate();
     append_timestamp(buffer_, line.time);
@@ -188,7 +190,7 @@ void RotatingFile::flush() {
         report("write", err);
         lost_bytes_ += buffer_.size();
         buffer_.clear();
-        fd_.reset();  // reopen (and re-measure) on a later flush
+        fd_.reset(); // reopen (and re-measure) on a later flush
         return;
     }
     size_ += buffer_.size();
@@ -224,13 +226,13 @@ struct StdoutForwarder::State {
     int fd;
     std::size_t max_bytes;
     std::mutex mu;
-    std::condition_variable wake;  // writer: work or stop
-    std::condition_variable idle;  // flush_and_stop: writer exited
+    std::condition_variable wake; // writer: work or stop
+    std::condition_variable idle; // flush_and_stop: writer exited
     std::string pending;
     std::size_t pending_lines = 0;
     std::size_t in_flight_bytes = 0;
     std::uint64_t dropped = 0;
-    std::uint64_t gap = 0;  // drops not yet reported by a notice line
+    std::uint64_t gap = 0; // drops not yet reported by a notice line
     std::uint64_t forwarded = 0;
     bool stopping = false;
     bool exited = false;
@@ -374,8 +376,8 @@ struct OutputCapture::Core {
     struct Pipe {
         uv_pipe_t handle{};
         Stream stream = Stream::out;
-        Fd fd;              // until uv_pipe_open takes it over
-        bool open = false;  // handle initialized and not closing
+        Fd fd;             // until uv_pipe_open takes it over
+        bool open = false; // handle initialized and not closing
         bool eof = false;
         LineSplitter splitter;
     };
@@ -392,14 +394,12 @@ struct OutputCapture::Core {
     std::function<void()> on_closed;
     bool started = false;
     bool closed = false;
-    bool orphaned = false;   // the OutputCapture is gone
-    bool notified = false;   // on_closed was called
-    int handles = 0;         // initialized handles whose close callback has not run
+    bool orphaned = false; // the OutputCapture is gone
+    bool notified = false; // on_closed was called
+    int handles = 0;       // initialized handles whose close callback has not run
     char buf[64 * 1024];
 
-    Pipe& pipe_of(const void* handle) {
-        return handle == &pipes[0].handle ? pipes[0] : pipes[1];
-    }
+    Pipe& pipe_of(const void* handle) { return handle == &pipes[0].handle ? pipes[0] : pipes[1]; }
 
     static void on_handle_closed(uv_handle_t* h) {
         auto* core = static_cast<Core*>(h->data);
@@ -437,10 +437,13 @@ struct OutputCapture::Core {
     void arm_flush() {
         if (!file || !file->has_pending() || !timer_open) return;
         if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer))) return;
-        uv_timer_start(&timer, [](uv_timer_t* t) {
-            auto* core = static_cast<Core*>(t->data);
-            if (core->file) core->file->flush();
-        }, flush_interval_ms, 0);
+        uv_timer_start(
+            &timer,
+            [](uv_timer_t* t) {
+                auto* core = static_cast<Core*>(t->data);
+                if (core->file) core->file->flush();
+            },
+            flush_interval_ms, 0);
     }
 
     void deliver(Pipe& p, std::string_view data) {
@@ -509,14 +512,14 @@ struct OutputCapture::Core {
             p.open = true;
             rc = uv_pipe_open(&p.handle, p.fd.get());
             if (rc == 0) {
-                p.fd.release();  // libuv closes it with the handle
+                p.fd.release(); // libuv closes it with the handle
                 rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&p.handle), on_alloc, on_read);
             }
         }
         if (rc == 0) return true;
-        log::error("cannot watch environment output",
-                   {{"location", location}, {"stream", stream_name(p.stream)},
-                    {"error", uv_strerror(rc)}});
+        log::error("cannot watch environment output", {{"location", location},
+                                                       {"stream", stream_name(p.stream)},
+                                                       {"error", uv_strerror(rc)}});
         close_handle(p);
         p.eof = true;
         return false;
@@ -542,9 +545,10 @@ struct OutputCapture::Core {
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
                 if (n < 0)
                     log::warn("reading environment output failed",
-                              {{"location", location}, {"stream", stream_name(p.stream)},
+                              {{"location", location},
+                               {"stream", stream_name(p.stream)},
                                {"error", std::strerror(errno)}});
-                end_stream(p);  // may call on_closed: touch nothing of the owner after
+                end_stream(p); // may call on_closed: touch nothing of the owner after
                 break;
             }
             if (closed) return;
@@ -567,7 +571,7 @@ struct OutputCapture::Core {
             uv_timer_stop(&timer);
             uv_close(reinterpret_cast<uv_handle_t*>(&timer), on_handle_closed);
         }
-        file.reset();  // flushes and closes
+        file.reset(); // flushes and closes
         ring = nullptr;
         forwarder = nullptr;
     }
@@ -606,7 +610,7 @@ bool OutputCapture::start() {
     on_closed = nullptr;
     uv_timer_init(c.loop, &c.timer);
     c.timer.data = &c;
-    uv_unref(reinterpret_cast<uv_handle_t*>(&c.timer));  // a pending flush keeps no loop alive
+    uv_unref(reinterpret_cast<uv_handle_t*>(&c.timer)); // a pending flush keeps no loop alive
     c.timer_open = true;
     ++c.handles;
     bool ok = c.start_pipe(c.pipes[0]);
@@ -640,12 +644,20 @@ bool OutputCapture::start() {
     return ok;
 }
 
-void OutputCapture::drain_now() { core_->drain(); }
+void OutputCapture::drain_now() {
+    core_->drain();
+}
 
-void OutputCapture::close() { core_->close(); }
+void OutputCapture::close() {
+    core_->close();
+}
 
-bool OutputCapture::at_eof() const noexcept { return core_->pipes[0].eof && core_->pipes[1].eof; }
+bool OutputCapture::at_eof() const noexcept {
+    return core_->pipes[0].eof && core_->pipes[1].eof;
+}
 
-bool OutputCapture::closed() const noexcept { return core_->closed; }
+bool OutputCapture::closed() const noexcept {
+    return core_->closed;
+}
 
 } // namespace hearth

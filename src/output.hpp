@@ -13,8 +13,6 @@
 
 #include "fd.hpp"
 
-#include <uv.h>
-
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -25,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <uv.h>
 #include <vector>
 
 namespace hearth {
@@ -36,7 +35,7 @@ const char* stream_name(Stream s) noexcept;
 struct LogLine {
     std::chrono::system_clock::time_point time;
     Stream stream = Stream::out;
-    std::string text;  // without its newline
+    std::string text; // without its newline
 };
 
 // ---- LineRing ----------------------------------------------------------------
@@ -82,7 +81,7 @@ private:
 class LineSplitter {
 public:
     static constexpr std::size_t default_max_line = 64 * 1024;
-    using Emit = std::function<bool(std::string_view line)>;  // false: stop now
+    using Emit = std::function<bool(std::string_view line)>; // false: stop now
 
     explicit LineSplitter(std::size_t max_line = default_max_line) : max_line_(max_line) {}
 
@@ -123,15 +122,14 @@ public:
     static constexpr std::uint64_t default_max_bytes = 10ull << 20;
     static constexpr std::size_t buffer_limit = 64 * 1024;
 
-    RotatingFile(std::string dir, std::string name,
-                 std::uint64_t max_bytes = default_max_bytes);
-    ~RotatingFile();  // flushes, then closes
+    RotatingFile(std::string dir, std::string name, std::uint64_t max_bytes = default_max_bytes);
+    ~RotatingFile(); // flushes, then closes
     RotatingFile(const RotatingFile&) = delete;
     RotatingFile& operator=(const RotatingFile&) = delete;
 
     void write(const LogLine& line);
     void flush();
-    void close();  // flushes; a later write() reopens
+    void close(); // flushes; a later write() reopens
 
     bool has_pending() const noexcept { return !buffer_.empty(); }
     const std::string& path() const noexcept { return path_; }
@@ -145,7 +143,7 @@ private:
     std::string path_;
     std::uint64_t max_bytes_;
     Fd fd_;
-    std::uint64_t size_ = 0;  // bytes in the current file (written, not buffered)
+    std::uint64_t size_ = 0; // bytes in the current file (written, not buffered)
     std::string buffer_;
     bool failing_ = false;
     std::uint64_t lost_bytes_ = 0;
@@ -185,8 +183,8 @@ public:
     // detached and exits whenever its write returns). Call from one thread.
     bool flush_and_stop(std::chrono::milliseconds timeout);
 
-    std::uint64_t dropped() const;    // lines dropped so far (queue full, stopped, broken fd)
-    std::uint64_t forwarded() const;  // lines fully written
+    std::uint64_t dropped() const;   // lines dropped so far (queue full, stopped, broken fd)
+    std::uint64_t forwarded() const; // lines fully written
 
 private:
     struct State;
@@ -216,7 +214,7 @@ public:
     OutputCapture(uv_loop_t* loop, Fd out, Fd err, LineRing& ring,
                   std::unique_ptr<RotatingFile> file, StdoutForwarder* forwarder,
                   std::string location);
-    ~OutputCapture();  // close()
+    ~OutputCapture(); // close()
     OutputCapture(const OutputCapture&) = delete;
     OutputCapture& operator=(const OutputCapture&) = delete;
 
@@ -243,12 +241,12 @@ public:
     // Idempotent.
     void close();
 
-    bool at_eof() const noexcept;  // both streams reached EOF
+    bool at_eof() const noexcept; // both streams reached EOF
     bool closed() const noexcept;
 
 private:
     struct Core;
-    Core* core_;  // freed by the last uv_close callback, or here if none is pending
+    Core* core_; // freed by the last uv_close callback, or here if none is pending
 };
 
 } // namespace hearth

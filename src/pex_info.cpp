@@ -1,13 +1,12 @@
 #include "pex_info.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -76,8 +75,10 @@ std::vector<std::string> list_dir(const fs::path& dir) {
 
 std::string trim(std::string_view s) {
     size_t b = 0, e = s.size();
-    while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-    while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+    while (b < e && std::isspace(static_cast<unsigned char>(s[b])))
+        ++b;
+    while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])))
+        --e;
     return std::string(s.substr(b, e - b));
 }
 
@@ -92,7 +93,8 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 
 std::string normal_string(const fs::path& p) {
     std::string s = p.lexically_normal().string();
-    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    while (s.size() > 1 && s.back() == '/')
+        s.pop_back();
     return s;
 }
 
@@ -102,7 +104,9 @@ std::string key_error(std::string_view key, std::string_view problem) {
     return "PEX-INFO: key '" + std::string(key) + "': " + std::string(problem);
 }
 
-std::string found(const json& v) { return std::string(", found ") + v.type_name(); }
+std::string found(const json& v) {
+    return std::string(", found ") + v.type_name();
+}
 
 const json* member(const json& obj, const char* key) {
     auto it = obj.find(key);
@@ -163,7 +167,8 @@ bool get_string_map(const json& obj, const char* key,
     out.clear();
     for (auto it = v->begin(); it != v->end(); ++it) {
         if (!it.value().is_string()) {
-            error = key_error(key, "value of '" + it.key() + "' must be a string" + found(it.value()));
+            error =
+                key_error(key, "value of '" + it.key() + "' must be a string" + found(it.value()));
             return false;
         }
         out.emplace_back(it.key(), it.value().get_ref<const std::string&>());
@@ -192,8 +197,8 @@ bool parse_pex_info_json(const json& doc, PexInfo& info, std::string& error) {
     }
     if (!get_string_map(doc, "distributions", info.distributions, error)) return false;
     for (const auto& [name, fingerprint] : info.distributions) {
-        if (name.empty() || name == "." || name == ".." ||
-            name.find('/') != std::string::npos || name.find('\0') != std::string::npos) {
+        if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+            name.find('\0') != std::string::npos) {
             error = key_error("distributions", "invalid wheel name '" + name + "'");
             return false;
         }
@@ -224,12 +229,16 @@ bool parse_pex_info_json(const json& doc, PexInfo& info, std::string& error) {
             info.inherit_path = ih->get<bool>() ? InheritPath::prefer : InheritPath::none;
         } else if (ih->is_string()) {
             const auto& s = ih->get_ref<const std::string&>();
-            if (s.empty() || s == "false") info.inherit_path = InheritPath::none;
-            else if (s == "prefer") info.inherit_path = InheritPath::prefer;
-            else if (s == "fallback") info.inherit_path = InheritPath::fallback;
+            if (s.empty() || s == "false")
+                info.inherit_path = InheritPath::none;
+            else if (s == "prefer")
+                info.inherit_path = InheritPath::prefer;
+            else if (s == "fallback")
+                info.inherit_path = InheritPath::fallback;
             else {
-                error = key_error("inherit_path",
-                                  "must be \"false\", \"prefer\" or \"fallback\", found \"" + s + "\"");
+                error =
+                    key_error("inherit_path",
+                              "must be \"false\", \"prefer\" or \"fallback\", found \"" + s + "\"");
                 return false;
             }
         } else {
@@ -275,8 +284,8 @@ bool parse_pex_info_json(const json& doc, PexInfo& info, std::string& error) {
 // ------------------------------------------------------------ requirements
 
 struct Requirement {
-    std::string project;              // normalised
-    std::vector<std::string> extras;  // normalised, sorted, unique
+    std::string project;             // normalised
+    std::vector<std::string> extras; // normalised, sorted, unique
     std::string marker;
 };
 
@@ -287,10 +296,12 @@ bool is_name_char(char c) {
 bool parse_requirement(std::string_view text, Requirement& req) {
     std::string s = trim(text);
     size_t i = 0;
-    while (i < s.size() && is_name_char(s[i])) ++i;
+    while (i < s.size() && is_name_char(s[i]))
+        ++i;
     if (i == 0) return false;
     req.project = normalize_project_name(std::string_view(s).substr(0, i));
-    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i])))
+        ++i;
     if (i < s.size() && s[i] == '[') {
         size_t close = s.find(']', i);
         if (close == std::string::npos) return false;
@@ -343,8 +354,10 @@ std::vector<long> version_parts(std::string_view v, bool* wildcard = nullptr) {
         while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])))
             n = n * 10 + (v[i++] - '0');
         parts.push_back(n);
-        if (i < v.size() && v[i] == '.') ++i;
-        else break;
+        if (i < v.size() && v[i] == '.')
+            ++i;
+        else
+            break;
     }
     return parts;
 }
@@ -384,15 +397,16 @@ private:
     };
 
     void skip_ws() {
-        while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
+        while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_])))
+            ++pos_;
     }
 
     bool peek_word(std::string_view word) {
         skip_ws();
         if (text_.substr(pos_, word.size()) != word) return false;
         size_t end = pos_ + word.size();
-        return end == text_.size() || !(std::isalnum(static_cast<unsigned char>(text_[end])) ||
-                                         text_[end] == '_');
+        return end == text_.size() ||
+               !(std::isalnum(static_cast<unsigned char>(text_[end])) || text_[end] == '_');
     }
 
     Tri parse_or() {
@@ -400,9 +414,12 @@ private:
         while (!failed_ && peek_word("or")) {
             pos_ += 2;
             Tri rhs = parse_and();
-            if (acc == Tri::yes || rhs == Tri::yes) acc = Tri::yes;
-            else if (acc == Tri::unknown || rhs == Tri::unknown) acc = Tri::unknown;
-            else acc = Tri::no;
+            if (acc == Tri::yes || rhs == Tri::yes)
+                acc = Tri::yes;
+            else if (acc == Tri::unknown || rhs == Tri::unknown)
+                acc = Tri::unknown;
+            else
+                acc = Tri::no;
         }
         return acc;
     }
@@ -412,9 +429,12 @@ private:
         while (!failed_ && peek_word("and")) {
             pos_ += 3;
             Tri rhs = parse_atom();
-            if (acc == Tri::no || rhs == Tri::no) acc = Tri::no;
-            else if (acc == Tri::unknown || rhs == Tri::unknown) acc = Tri::unknown;
-            else acc = Tri::yes;
+            if (acc == Tri::no || rhs == Tri::no)
+                acc = Tri::no;
+            else if (acc == Tri::unknown || rhs == Tri::unknown)
+                acc = Tri::unknown;
+            else
+                acc = Tri::yes;
         }
         return acc;
     }
@@ -454,9 +474,8 @@ private:
             return v;
         }
         size_t start = pos_;
-        while (pos_ < text_.size() &&
-               (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_' ||
-                text_[pos_] == '.'))
+        while (pos_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[pos_])) ||
+                                       text_[pos_] == '_' || text_[pos_] == '.'))
             ++pos_;
         if (start == pos_) return std::nullopt;
         return Value{true, std::string(text_.substr(start, pos_ - start))};
@@ -514,8 +533,10 @@ private:
     }
 
     Tri compare(const Value& lhs, const std::string& op, const Value& rhs) const {
-        if (lhs.variable && lhs.text == "extra" && !rhs.variable) return compare_extra(op, rhs.text);
-        if (rhs.variable && rhs.text == "extra" && !lhs.variable) return compare_extra(op, lhs.text);
+        if (lhs.variable && lhs.text == "extra" && !rhs.variable)
+            return compare_extra(op, rhs.text);
+        if (rhs.variable && rhs.text == "extra" && !lhs.variable)
+            return compare_extra(op, lhs.text);
 
         std::string a = lhs.text, b = rhs.text;
         if (lhs.variable) {
@@ -561,8 +582,8 @@ private:
             // Compatible release, literal on the right: V >= X and V == X[:-1].*
             if (vb.size() < 2) return Tri::unknown;
             std::vector<long> prefix(vb.begin(), vb.end() - 1);
-            bool same = va.size() >= prefix.size() &&
-                        std::equal(prefix.begin(), prefix.end(), va.begin());
+            bool same =
+                va.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), va.begin());
             return as_tri(c >= 0 && same);
         }
         return Tri::unknown;
@@ -578,8 +599,8 @@ private:
 // --------------------------------------------------------------- wheel names
 
 struct WheelName {
-    std::string project;  // normalised
-    std::string name_version;  // "<name>-<version>" as in the file name
+    std::string project;      // normalised
+    std::string name_version; // "<name>-<version>" as in the file name
     std::string python, abi, platform;
     bool ok = false;
 };
@@ -624,7 +645,7 @@ int tag_minor(std::string_view tag, std::string_view prefix, int major) {
     std::string_view digits = tag.substr(prefix.size());
     if (digits.empty() || digits[0] != static_cast<char>('0' + major)) return -1;
     digits.remove_prefix(1);
-    if (digits.empty()) return -2;  // "py3": any minor
+    if (digits.empty()) return -2; // "py3": any minor
     int n = 0;
     for (char c : digits) {
         if (!std::isdigit(static_cast<unsigned char>(c))) return -1;
@@ -639,9 +660,9 @@ struct Dist {
     std::string wheel;
     std::string fingerprint;
     WheelName name;
-    fs::path base;                     // chroot or unpacked wheel directory
-    std::vector<std::string> entries;  // absolute sys.path entries
-    fs::path metadata;                 // METADATA file (may not exist)
+    fs::path base;                    // chroot or unpacked wheel directory
+    std::vector<std::string> entries; // absolute sys.path entries
+    fs::path metadata;                // METADATA file (may not exist)
     bool metadata_loaded = false;
     std::vector<Requirement> requires_dist;
 };
@@ -662,7 +683,8 @@ bool load_chroot(const fs::path& base, Dist& d, std::string& error) {
         // their root, which is also what pex assumes when the key is absent.
         layout.sys_path_entries = {"."};
     }
-    for (const auto& rel : layout.sys_path_entries) d.entries.push_back(normal_string(base / rel));
+    for (const auto& rel : layout.sys_path_entries)
+        d.entries.push_back(normal_string(base / rel));
     if (!layout.record_relpath.empty()) {
         d.metadata = base / fs::path(layout.record_relpath).parent_path() / "METADATA";
     } else {
@@ -732,7 +754,7 @@ void load_requires_dist(Dist& d) {
     };
     for (std::string line; std::getline(lines, line);) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty()) break;  // end of the header block; the body is the description
+        if (line.empty()) break; // end of the header block; the body is the description
         if (line[0] == ' ' || line[0] == '\t') {
             current += " " + trim(line);
             continue;
@@ -746,8 +768,7 @@ void load_requires_dist(Dist& d) {
 // The distributions of one tree in pex's activation order.
 class TreeResolver {
 public:
-    TreeResolver(const PexTree& tree, const PythonTarget& target)
-        : tree_(tree), target_(target) {}
+    TreeResolver(const PexTree& tree, const PythonTarget& target) : tree_(tree), target_(target) {}
 
     bool run(std::vector<Dist>& out, std::string& error) {
         const PexInfo& info = *tree_.info;
@@ -784,7 +805,8 @@ public:
                                    same->extras.end());
             }
         }
-        for (const auto& r : roots) resolve(r.project, r.extras);
+        for (const auto& r : roots)
+            resolve(r.project, r.extras);
 
         // Distributions no requirement reaches (markers we could not rule
         // out, hand-made pexes): pex leaves them inactive; hearth appends them
@@ -794,8 +816,10 @@ public:
                 unreached_.push_back(entry.second);
         }
         std::sort(unreached_.begin(), unreached_.end());
-        for (size_t i : order_) out.push_back(dists_[i]);
-        for (size_t i : unreached_) out.push_back(dists_[i]);
+        for (size_t i : order_)
+            out.push_back(dists_[i]);
+        for (size_t i : unreached_)
+            out.push_back(dists_[i]);
         return true;
     }
 
@@ -822,7 +846,7 @@ private:
                 return;
         }
         auto it = chosen_.find(project);
-        if (it == chosen_.end()) return;  // not in this pex: nothing to activate
+        if (it == chosen_.end()) return; // not in this pex: nothing to activate
         resolved_keys_.emplace_back(project, extras);
         const size_t index = it->second;
         if (std::find(order_.begin(), order_.end(), index) == order_.end()) order_.push_back(index);
@@ -843,7 +867,9 @@ private:
     std::vector<size_t> unreached_;
 };
 
-bool is_placeholder(char c) { return c == '{' || c == '}'; }
+bool is_placeholder(char c) {
+    return c == '{' || c == '}';
+}
 
 bool expand_one(const std::string& arg, const std::map<std::string, std::string>& env,
                 std::string& out, std::string& why) {
@@ -894,9 +920,12 @@ bool expand_one(const std::string& arg, const std::map<std::string, std::string>
 
 std::string_view to_string(InheritPath value) noexcept {
     switch (value) {
-    case InheritPath::prefer: return "prefer";
-    case InheritPath::fallback: return "fallback";
-    case InheritPath::none: break;
+    case InheritPath::prefer:
+        return "prefer";
+    case InheritPath::fallback:
+        return "fallback";
+    case InheritPath::none:
+        break;
     }
     return "false";
 }
@@ -939,7 +968,8 @@ bool parse_entry_point(std::string_view spec, EntryPoint& out, std::string& erro
     std::string module = trim(s.substr(0, colon));
     std::string attrs = colon == std::string::npos ? std::string() : trim(s.substr(colon + 1));
     if (module.empty() || (colon != std::string::npos && attrs.empty())) {
-        error = "invalid entry point '" + std::string(spec) + "': expected module or module:function";
+        error =
+            "invalid entry point '" + std::string(spec) + "': expected module or module:function";
         return false;
     }
     auto dotted_ok = [](const std::string& v) {
@@ -1001,7 +1031,8 @@ bool parse_layout_json(std::string_view text, std::string_view origin, Installed
             layout.sys_path_entries = {"."};
         } else {
             if (!entries->is_array()) {
-                error = where + ": key 'sys_path_entries' must be a list of strings" + found(*entries);
+                error =
+                    where + ": key 'sys_path_entries' must be a list of strings" + found(*entries);
                 return false;
             }
             for (const auto& e : *entries) {
@@ -1053,7 +1084,8 @@ bool marker_applies(std::string_view marker, const std::vector<std::string>& ext
                     const PythonTarget& target) {
     if (trim(marker).empty()) return true;
     std::vector<std::string> normalized;
-    for (const auto& e : extras) normalized.push_back(normalize_project_name(e));
+    for (const auto& e : extras)
+        normalized.push_back(normalize_project_name(e));
     MarkerParser parser(marker, normalized, target);
     auto result = parser.evaluate();
     return !result || *result != Tri::no;
@@ -1068,8 +1100,10 @@ int wheel_tag_rank(std::string_view wheel_file_name, const PythonTarget& target)
         int py_rank = -1;
         bool cp_exact = false;
         int cp_minor = -1;
-        if (int m = tag_minor(py, "py", target.major); m == -2) py_rank = 1;
-        else if (m >= 0 && m <= target.minor) py_rank = 2;
+        if (int m = tag_minor(py, "py", target.major); m == -2)
+            py_rank = 1;
+        else if (m >= 0 && m <= target.minor)
+            py_rank = 2;
         if (int m = tag_minor(py, cpython ? "cp" : "pp", target.major); m >= 0) {
             cp_minor = m;
             cp_exact = (m == target.minor);
@@ -1078,8 +1112,10 @@ int wheel_tag_rank(std::string_view wheel_file_name, const PythonTarget& target)
         if (py_rank < 0) continue;
         for (const auto& abi : split_dots(w.abi)) {
             int abi_rank = -1;
-            if (abi == "none") abi_rank = 0;
-            else if (abi == "abi3" && cpython && cp_minor >= 0 && cp_minor <= target.minor) abi_rank = 1;
+            if (abi == "none")
+                abi_rank = 0;
+            else if (abi == "abi3" && cpython && cp_minor >= 0 && cp_minor <= target.minor)
+                abi_rank = 1;
             else if (cp_exact) {
                 const std::string own = (cpython ? "cp" : "pypy") + std::to_string(target.major) +
                                         std::to_string(target.minor);
@@ -1149,8 +1185,10 @@ bool build_sys_path(const std::vector<PexTree>& trees, const PythonTarget& targe
             for (const auto& d : dists) {
                 if (!seen.insert(d.wheel + '\0' + d.fingerprint).second) continue;
                 for (const auto& e : d.entries) {
-                    if (fallback) add_head(e);
-                    else add_tail(e);
+                    if (fallback)
+                        add_head(e);
+                    else
+                        add_tail(e);
                 }
             }
         }
@@ -1177,11 +1215,14 @@ void apply_pex_environment(const PexInfo& info, std::map<std::string, std::strin
     // pex/pex.py PEX._execute: _clean_environment, then os.environ.setdefault.
     if (info.strip_pex_env) {
         for (auto it = env.begin(); it != env.end();) {
-            if (it->first.rfind("PEX_", 0) == 0) it = env.erase(it);
-            else ++it;
+            if (it->first.rfind("PEX_", 0) == 0)
+                it = env.erase(it);
+            else
+                ++it;
         }
     }
-    for (const auto& [name, value] : info.inject_env) env.emplace(name, value);
+    for (const auto& [name, value] : info.inject_env)
+        env.emplace(name, value);
 }
 
 bool expand_inject_args(const PexInfo& info, const std::map<std::string, std::string>& env,

@@ -96,23 +96,23 @@ bool load_pex_info(const std::string& tree, PexInfo& out, std::string& error);
 // `module` non-empty, `attrs` empty for the module form.
 struct EntryPoint {
     std::string module;
-    std::string attrs;  // "func" or "Class.method"; empty means run as __main__
+    std::string attrs; // "func" or "Class.method"; empty means run as __main__
 };
 bool parse_entry_point(std::string_view spec, EntryPoint& out, std::string& error);
 
 // `.deps/<wheel>/.layout.json` of an installed wheel chroot.
 struct InstalledWheelLayout {
     std::string fingerprint;
-    std::string record_relpath;  // e.g. "foo-1.0.dist-info/RECORD"
-    std::string stash_dir;       // ".prefix": scripts live in <stash_dir>/bin
+    std::string record_relpath; // e.g. "foo-1.0.dist-info/RECORD"
+    std::string stash_dir;      // ".prefix": scripts live in <stash_dir>/bin
     bool root_is_purelib = true;
     // Relative to the chroot, never absolute or containing "..". Defaults to
     // {"."} when the key is absent (older pex), as pex itself does.
     std::vector<std::string> sys_path_entries;
 };
 // `origin` names the file in error messages.
-bool parse_layout_json(std::string_view text, std::string_view origin,
-                       InstalledWheelLayout& out, std::string& error);
+bool parse_layout_json(std::string_view text, std::string_view origin, InstalledWheelLayout& out,
+                       std::string& error);
 
 // The interpreter a sys.path is built for. Used to evaluate Requires-Dist
 // markers and, when one project ships several wheels (multi-platform pex), to
@@ -121,14 +121,14 @@ bool parse_layout_json(std::string_view text, std::string_view origin,
 struct PythonTarget {
     int major = 0;
     int minor = 0;
-    int micro = -1;           // -1: unknown
-    std::string machine;      // uname -m, e.g. "x86_64", "aarch64"
+    int micro = -1;      // -1: unknown
+    std::string machine; // uname -m, e.g. "x86_64", "aarch64"
     std::string implementation = "cpython";
 };
 
 // One extracted pex tree. `info` is borrowed and must outlive the call.
 struct PexTree {
-    std::string root;  // absolute path of the extracted tree
+    std::string root; // absolute path of the extracted tree
     const PexInfo* info = nullptr;
 };
 
@@ -150,8 +150,8 @@ bool build_sys_path(const std::vector<PexTree>& trees, const PythonTarget& targe
                     std::vector<std::string>& out, std::string& error);
 
 // Single-tree convenience form of the above with an unknown target.
-bool build_sys_path(const std::string& tree, const PexInfo& info,
-                    std::vector<std::string>& out, std::string& error);
+bool build_sys_path(const std::string& tree, const PexInfo& info, std::vector<std::string>& out,
+                    std::string& error);
 
 // Environment as pex's runtime leaves it for user code: when strip_pex_env,
 // every PEX_* variable is removed first; then inject_env entries are added

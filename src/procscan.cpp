@@ -2,14 +2,13 @@
 
 #include "fd.hpp"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <map>
 #include <string>
+#include <unistd.h>
 
 namespace hearth {
 
@@ -27,7 +26,8 @@ bool parse_stat(const char* text, ProcInfo& out) {
     unsigned long long values[25] = {};
     char state = '?';
     while (*p && field < 24) {
-        while (*p == ' ') ++p;
+        while (*p == ' ')
+            ++p;
         ++field;
         if (field == 3) {
             state = *p;
@@ -36,7 +36,8 @@ bool parse_stat(const char* text, ProcInfo& out) {
             values[field] = std::strtoull(p, &end, 10);
             if (end == p) return false;
         }
-        while (*p && *p != ' ') ++p;
+        while (*p && *p != ' ')
+            ++p;
     }
     if (field < 24) return false;
     static const long page = ::sysconf(_SC_PAGESIZE);
@@ -76,7 +77,8 @@ std::vector<ProcInfo> scan_processes() {
 
 std::vector<ProcInfo> session_tree(const std::vector<ProcInfo>& all, pid_t session) {
     std::map<pid_t, const ProcInfo*> by_pid;
-    for (const auto& p : all) by_pid[p.pid] = &p;
+    for (const auto& p : all)
+        by_pid[p.pid] = &p;
     std::map<pid_t, bool> member; // memo: pid -> in the tree
     auto in_tree = [&](pid_t pid, auto&& self, int depth) -> bool {
         if (pid <= 1 || depth > 4096) return false;

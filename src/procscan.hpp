@@ -9,9 +9,8 @@
 //
 // Blocking (reads /proc/*/stat); thread-safe; never throws but bad_alloc.
 
-#include <sys/types.h>
-
 #include <cstdint>
+#include <sys/types.h>
 #include <vector>
 
 namespace hearth {

@@ -1,12 +1,11 @@
 #include "python.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <memory>
 #include <set>
+#include <sys/stat.h>
 #include <tuple>
+#include <unistd.h>
 
 namespace hearth {
 
@@ -17,17 +16,26 @@ constexpr int kNewestMinor = 20;
 constexpr int kOldestMinor = 7;
 
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                          s.back() == '\n'))
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() &&
+           (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
         s.remove_suffix(1);
     return s;
 }
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_alnum(char c) { return is_digit(c) || is_alpha(c); }
+char lower(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool is_alpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_alnum(char c) {
+    return is_digit(c) || is_alpha(c);
+}
 
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -48,8 +56,7 @@ bool is_executable_file(const std::string& path) {
 // else the path itself (a configured path that does not exist yet still
 // appears once).
 std::string identity(const std::string& path) {
-    std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr),
-                                                     &std::free);
+    std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
     return real ? std::string(real.get()) : path;
 }
 
@@ -59,7 +66,8 @@ std::vector<std::string> path_dirs(std::string_view path_env) {
         auto colon = path_env.find(':');
         std::string_view dir = path_env.substr(0, colon);
         if (!dir.empty() && dir.front() == '/') {
-            while (dir.size() > 1 && dir.back() == '/') dir.remove_suffix(1);
+            while (dir.size() > 1 && dir.back() == '/')
+                dir.remove_suffix(1);
             dirs.emplace_back(dir);
         }
         if (colon == std::string_view::npos) break;
@@ -130,7 +138,7 @@ bool take_labelled(Cursor& c, std::initializer_list<std::string_view> words, std
             std::size_t before_sep = c.i;
             c.take_sep();
             if (!c.take_number(number, overflow)) {
-                c.i = before_sep;  // the separator belonged to what follows
+                c.i = before_sep; // the separator belonged to what follows
                 number = 0;
             }
             return true;
@@ -143,7 +151,7 @@ bool take_labelled(Cursor& c, std::initializer_list<std::string_view> words, std
 
 // Ordering key of the non-release parts, after PEP 440 (and packaging):
 // 1.0.dev1 < 1.0a1 < 1.0 < 1.0.post1.
-using Part = std::pair<int, std::uint64_t>;  // rank -1: -inf, 0: value, 1: +inf
+using Part = std::pair<int, std::uint64_t>; // rank -1: -inf, 0: value, 1: +inf
 struct Key {
     Part pre_rank;
     int pre_kind;
@@ -153,9 +161,12 @@ struct Key {
 
 Key key_of(const Version& v) {
     Key k{};
-    if (!v.pre && !v.post && v.dev) k.pre_rank = {-1, 0}, k.pre_kind = 0;
-    else if (!v.pre) k.pre_rank = {1, 0}, k.pre_kind = 0;
-    else k.pre_rank = {0, v.pre->second}, k.pre_kind = v.pre->first;
+    if (!v.pre && !v.post && v.dev)
+        k.pre_rank = {-1, 0}, k.pre_kind = 0;
+    else if (!v.pre)
+        k.pre_rank = {1, 0}, k.pre_kind = 0;
+    else
+        k.pre_rank = {0, v.pre->second}, k.pre_kind = v.pre->first;
     k.post = v.post ? Part{0, *v.post} : Part{-1, 0};
     k.dev = v.dev ? Part{0, *v.dev} : Part{1, 0};
     return k;
@@ -184,8 +195,7 @@ int compare(const Version& a, const Version& b) {
 }
 
 // "==P.*": the candidate's release, zero-padded, starts with P's release.
-bool prefix_match(const Version& candidate, const Version& prefix,
-                  std::size_t components) {
+bool prefix_match(const Version& candidate, const Version& prefix, std::size_t components) {
     if (candidate.epoch != prefix.epoch) return false;
     for (std::size_t i = 0; i < components; ++i) {
         std::uint64_t x = i < candidate.release.size() ? candidate.release[i] : 0;
@@ -217,12 +227,16 @@ bool specifier_matches(const Version& candidate, const std::string& candidate_te
             eq = compare(candidate, spec.version) == 0;
         return spec.op == Op::eq ? eq : !eq;
     }
-    case Op::ge: return compare(candidate, spec.version) >= 0;
-    case Op::le: return compare(candidate, spec.version) <= 0;
+    case Op::ge:
+        return compare(candidate, spec.version) >= 0;
+    case Op::le:
+        return compare(candidate, spec.version) <= 0;
     // PEP 440's extra exclusions for < and > concern pre-, post- and local
     // versions of the candidate; interpreter versions are final releases.
-    case Op::gt: return compare(candidate, spec.version) > 0;
-    case Op::lt: return compare(candidate, spec.version) < 0;
+    case Op::gt:
+        return compare(candidate, spec.version) > 0;
+    case Op::lt:
+        return compare(candidate, spec.version) < 0;
     case Op::compatible:
         return compare(candidate, spec.version) >= 0 &&
                prefix_match(candidate, spec.version, spec.version.release.size() - 1);
@@ -280,7 +294,8 @@ bool parse_specifier(std::string_view item, Specifier& out, std::string& why) {
         return false;
     }
     if (spec.wildcard && !is_release_only(spec.version)) {
-        why = "\"" + std::string(item) + "\": a .* wildcard must follow a plain release such as 3.11";
+        why =
+            "\"" + std::string(item) + "\": a .* wildcard must follow a plain release such as 3.11";
         return false;
     }
     if (!spec.version.local.empty() && spec.op != Op::eq && spec.op != Op::ne) {
@@ -348,10 +363,11 @@ std::vector<std::string> python_candidates(std::string_view path_env,
 std::vector<std::string> probe_argv(const std::string& candidate) {
     // Bytes, not print(): sys.executable may hold undecodable bytes that a
     // strict UTF-8 stdout would refuse to encode.
-    std::string code =
-        "import sys,os;v=sys.version_info;sys.stdout.buffer.write(b'\\n'.join(["
-        "b'" + std::string(kProbeMarker) + "',os.fsencode(sys.executable),"
-        "sys.implementation.name.encode(),('%d.%d.%d'%tuple(v[:3])).encode(),b'']))";
+    std::string code = "import sys,os;v=sys.version_info;sys.stdout.buffer.write(b'\\n'.join(["
+                       "b'" +
+                       std::string(kProbeMarker) +
+                       "',os.fsencode(sys.executable),"
+                       "sys.implementation.name.encode(),('%d.%d.%d'%tuple(v[:3])).encode(),b'']))";
     return {candidate, "-I", "-S", "-c", std::move(code)};
 }
 
@@ -378,7 +394,8 @@ std::optional<Interpreter> parse_probe_output(std::string_view text, std::string
         text.remove_prefix(nl + 1);
     }
     std::size_t at = 0;
-    while (at < lines.size() && lines[at] != kProbeMarker) ++at;
+    while (at < lines.size() && lines[at] != kProbeMarker)
+        ++at;
     if (at == lines.size()) {
         err = "the interpreter did not answer the probe (not Python 3, or it failed to start)";
         return std::nullopt;
@@ -410,7 +427,8 @@ std::optional<Interpreter> parse_probe_output(std::string_view text, std::string
     for (int p = 0; p < 3; ++p) {
         std::size_t start = i;
         long v = 0;
-        while (i < ver.size() && is_digit(ver[i]) && i - start < 6) v = v * 10 + (ver[i++] - '0');
+        while (i < ver.size() && is_digit(ver[i]) && i - start < 6)
+            v = v * 10 + (ver[i++] - '0');
         bool sep_ok = p < 2 ? (i < ver.size() && ver[i] == '.') : i == ver.size();
         if (i == start || !sep_ok) {
             err = "the probe reported a malformed version \"" + std::string(ver) + "\"";
@@ -427,7 +445,8 @@ std::optional<Interpreter> parse_probe_output(std::string_view text, std::string
 
 bool parse_version(std::string_view text, Version& out, std::string& err) {
     std::string lowered;
-    for (char ch : trim(text)) lowered += lower(ch);
+    for (char ch : trim(text))
+        lowered += lower(ch);
     Cursor c{lowered};
     bool overflow = false;
     auto fail = [&] {
@@ -499,14 +518,14 @@ bool parse_constraint(std::string_view text, Constraint& out, std::string& err) 
     Constraint c;
     c.text = std::string(s);
     std::size_t name_end = 0;
-    while (name_end < s.size() &&
-           (is_alnum(s[name_end]) || s[name_end] == '.' || s[name_end] == '-' ||
-            s[name_end] == '_'))
+    while (name_end < s.size() && (is_alnum(s[name_end]) || s[name_end] == '.' ||
+                                   s[name_end] == '-' || s[name_end] == '_'))
         ++name_end;
     std::string_view name = s.substr(0, name_end);
     if (!name.empty()) {
         bool has_letter = false;
-        for (char ch : name) has_letter = has_letter || is_alpha(ch);
+        for (char ch : name)
+            has_letter = has_letter || is_alpha(ch);
         if (!has_letter)
             return fail("a bare version has no comparison operator (write ==" + std::string(name) +
                         ".* or >=" + std::string(name) + ")");

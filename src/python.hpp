@@ -35,7 +35,7 @@ struct Interpreter {
     int minor = 0;
     int micro = 0;
 
-    std::string version() const;  // "3.11.4"
+    std::string version() const; // "3.11.4"
 };
 
 // Candidate interpreter paths, best first.
@@ -93,20 +93,20 @@ struct Version {
     std::optional<std::pair<int, std::uint64_t>> pre;
     std::optional<std::uint64_t> post;
     std::optional<std::uint64_t> dev;
-    std::string local;  // after '+', normalized to lower case; empty if none
+    std::string local; // after '+', normalized to lower case; empty if none
 };
 
 struct Specifier {
     enum class Op { eq, ne, le, ge, lt, gt, compatible, arbitrary };
     Op op = Op::eq;
-    bool wildcard = false;  // "==3.11.*" / "!=3.11.*"
-    Version version;        // unused for Op::arbitrary
-    std::string text;       // the version as written (what === compares)
+    bool wildcard = false; // "==3.11.*" / "!=3.11.*"
+    Version version;       // unused for Op::arbitrary
+    std::string text;      // the version as written (what === compares)
 };
 
 struct Constraint {
-    std::string text;            // as given, for messages
-    std::string implementation;  // empty: any implementation
+    std::string text;           // as given, for messages
+    std::string implementation; // empty: any implementation
     std::vector<Specifier> specifiers;
 };
 

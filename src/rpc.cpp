@@ -8,15 +8,22 @@ namespace {
 
 const char* type_phrase(const json& v) {
     switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+        return "null";
+    case json::value_t::object:
+        return "an object";
+    case json::value_t::array:
+        return "an array";
+    case json::value_t::string:
+        return "a string";
+    case json::value_t::boolean:
+        return "a boolean";
     case json::value_t::number_integer:
     case json::value_t::number_unsigned:
-    case json::value_t::number_float: return "a number";
-    default: return "an unsupported value";
+    case json::value_t::number_float:
+        return "a number";
+    default:
+        return "an unsupported value";
     }
 }
 
@@ -70,7 +77,9 @@ Failure unknown_revision_error(std::string_view id) {
     return Failure(unknown_revision, "unknown revision: " + std::string(id), json{{"id", id}});
 }
 
-Failure shutting_down_error() { return Failure(shutting_down, "hearth is shutting down"); }
+Failure shutting_down_error() {
+    return Failure(shutting_down, "hearth is shutting down");
+}
 
 json make_request(const json& id, std::string_view method, json params) {
     return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}};
@@ -164,7 +173,8 @@ std::optional<std::int64_t> optional_integer(const json& obj, std::string_view k
     };
     if (v->is_number_unsigned()) {
         auto u = v->get<std::uint64_t>();
-        if (u > static_cast<std::uint64_t>(INT64_MAX)) throw invalid_params_at(path, range_problem());
+        if (u > static_cast<std::uint64_t>(INT64_MAX))
+            throw invalid_params_at(path, range_problem());
         auto i = static_cast<std::int64_t>(u);
         if (i < min || i > max) throw invalid_params_at(path, range_problem());
         return i;
@@ -198,8 +208,8 @@ optional_string_map(const json& obj, std::string_view key, std::string_view wher
     return out;
 }
 
-std::optional<std::vector<std::string>>
-optional_string_array(const json& obj, std::string_view key, std::string_view where) {
+std::optional<std::vector<std::string>> optional_string_array(const json& obj, std::string_view key,
+                                                              std::string_view where) {
     const json* v = lookup(obj, key, where);
     if (!v) return std::nullopt;
     std::string path = join_path(where, key);

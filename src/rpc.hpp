@@ -7,11 +7,10 @@
 // (no shared state). Functions documented as throwing throw rpc::Failure only
 // (plus std::bad_alloc).
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <exception>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,8 +55,8 @@ private:
 
 // Ready-made failures for hearth's codes (the spec fixes their `data`).
 Failure invalid_params_at(std::string_view path, std::string_view problem); // "path: problem"
-Failure unknown_location_error(std::string_view location);                 // data {"location"}
-Failure unknown_revision_error(std::string_view id);                       // data {"id"}
+Failure unknown_location_error(std::string_view location);                  // data {"location"}
+Failure unknown_revision_error(std::string_view id);                        // data {"id"}
 Failure shutting_down_error();
 
 // Message builders. `id` must be a number, a string or null (null only for
@@ -108,7 +107,7 @@ std::optional<std::int64_t> optional_integer(const json& obj, std::string_view k
 std::optional<std::map<std::string, std::string>>
 optional_string_map(const json& obj, std::string_view key, std::string_view where = "params");
 // ["a","b"]; a non-string element fails naming "<where>.<key>[i]".
-std::optional<std::vector<std::string>>
-optional_string_array(const json& obj, std::string_view key, std::string_view where = "params");
+std::optional<std::vector<std::string>> optional_string_array(const json& obj, std::string_view key,
+                                                              std::string_view where = "params");
 
 } // namespace hearth::rpc

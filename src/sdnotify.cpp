@@ -3,13 +3,12 @@
 #include "fd.hpp"
 #include "log.hpp"
 
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 namespace hearth::sdnotify {
 
@@ -22,7 +21,9 @@ void take_socket_from_environment() {
     ::unsetenv("NOTIFY_SOCKET");
 }
 
-bool enabled() noexcept { return !g_socket_path.empty(); }
+bool enabled() noexcept {
+    return !g_socket_path.empty();
+}
 
 void send(std::string_view state) {
     if (g_socket_path.empty()) return;
@@ -35,8 +36,10 @@ void send(std::string_view state) {
     std::memcpy(addr.sun_path, g_socket_path.data(), g_socket_path.size());
     socklen_t len = offsetof(sockaddr_un, sun_path) + g_socket_path.size();
     // A leading '@' names an abstract socket (first byte NUL, no terminator).
-    if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
-    else len += 1;
+    if (addr.sun_path[0] == '@')
+        addr.sun_path[0] = '\0';
+    else
+        len += 1;
     Fd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!sock) return;
     if (::sendto(sock.get(), state.data(), state.size(), MSG_NOSIGNAL,

@@ -2,13 +2,12 @@
 
 #include "fd.hpp"
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
 #include <new>
+#include <openssl/evp.h>
 #include <unistd.h>
 #include <utility>
 
@@ -16,7 +15,9 @@ namespace hearth {
 
 namespace {
 
-EVP_MD_CTX* ctx_of(void* p) { return static_cast<EVP_MD_CTX*>(p); }
+EVP_MD_CTX* ctx_of(void* p) {
+    return static_cast<EVP_MD_CTX*>(p);
+}
 
 // 1 MiB: large enough that syscall overhead vanishes next to hashing, small
 // enough to stay in L2/L3 alongside the digest state.
@@ -24,9 +25,13 @@ constexpr std::size_t file_buffer_size = 1 << 20;
 
 } // namespace
 
-Sha256::Sha256() noexcept : ctx_(EVP_MD_CTX_new()) { reset(); }
+Sha256::Sha256() noexcept : ctx_(EVP_MD_CTX_new()) {
+    reset();
+}
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_of(ctx_)); }
+Sha256::~Sha256() {
+    EVP_MD_CTX_free(ctx_of(ctx_));
+}
 
 Sha256::Sha256(Sha256&& other) noexcept
     : ctx_(std::exchange(other.ctx_, nullptr)), ok_(std::exchange(other.ok_, false)) {}

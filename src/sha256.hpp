@@ -52,7 +52,9 @@ private:
 
 // Lowercase hex of `size` bytes.
 std::string to_hex(const std::uint8_t* data, std::size_t size);
-inline std::string to_hex(const Sha256Digest& d) { return to_hex(d.data(), d.size()); }
+inline std::string to_hex(const Sha256Digest& d) {
+    return to_hex(d.data(), d.size());
+}
 
 // True iff `s` is exactly 64 characters of [0-9a-f]. Uppercase is refused on
 // purpose: the digest string names a path in the store, so one spelling only.
@@ -63,9 +65,9 @@ std::string sha256_hex(std::string_view data) noexcept;
 
 struct Sha256FileResult {
     bool ok = false;
-    std::string hex;       // 64 lowercase hex characters when ok
+    std::string hex;         // 64 lowercase hex characters when ok
     std::uint64_t bytes = 0; // bytes hashed
-    std::string error;     // names the path and the failing call when !ok
+    std::string error;       // names the path and the failing call when !ok
 };
 
 // Hashes the file at `path` (which must be a regular file, or anything that

@@ -3,6 +3,9 @@
 #include "exit_status.hpp"
 #include "fd.hpp"
 
+#include <cerrno>
+#include <charconv>
+#include <cstring>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/sched.h>
@@ -15,17 +18,14 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <charconv>
-#include <cstring>
-
 extern char** environ;
 
 namespace hearth {
 
 namespace {
 
-constexpr std::string_view default_search_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr std::string_view default_search_path =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // What a failed child reports through the pipe before it exits.
 struct ChildFailure {
@@ -45,13 +45,20 @@ enum Step : int {
 
 const char* step_name(int step) {
     switch (step) {
-    case step_cgroup: return "join the cgroup of";
-    case step_identity: return "switch user/group for";
-    case step_session: return "create session";
-    case step_terminal: return "take terminal";
-    case step_stdio: return "set up stdio";
-    case step_chdir: return "change directory";
-    default: return "execute";
+    case step_cgroup:
+        return "join the cgroup of";
+    case step_identity:
+        return "switch user/group for";
+    case step_session:
+        return "create session";
+    case step_terminal:
+        return "take terminal";
+    case step_stdio:
+        return "set up stdio";
+    case step_chdir:
+        return "change directory";
+    default:
+        return "execute";
     }
 }
 
@@ -158,7 +165,8 @@ bool install_stdio(int fd, int target, int dev_null) {
 std::vector<char*> pointers(const std::vector<std::string>& strings) {
     std::vector<char*> out;
     out.reserve(strings.size() + 1);
-    for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+    for (const auto& s : strings)
+        out.push_back(const_cast<char*>(s.c_str()));
     out.push_back(nullptr);
     return out;
 }
@@ -215,7 +223,8 @@ Identity resolve_identity(const std::string& user, const std::string& group) {
             id.uid = numeric;
             id.gid = numeric;
         } else {
-            id.error = "unknown user '" + user + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
+            id.error =
+                "unknown user '" + user + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
             return id;
         }
     }
@@ -231,7 +240,8 @@ Identity resolve_identity(const std::string& user, const std::string& group) {
         } else if (parse_id(group, numeric)) {
             id.gid = numeric;
         } else {
-            id.error = "unknown group '" + group + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
+            id.error =
+                "unknown group '" + group + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
             return id;
         }
         // An explicit group replaces the user's primary group; keep the
@@ -243,7 +253,8 @@ Identity resolve_identity(const std::string& user, const std::string& group) {
 
 std::vector<std::string> current_environment() {
     std::vector<std::string> env;
-    for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+    for (char** e = environ; e && *e; ++e)
+        env.emplace_back(*e);
     return env;
 }
 

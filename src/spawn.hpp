@@ -7,28 +7,27 @@
 // they run any user code. Every step between fork and exec is
 // async-signal-safe: all memory the child needs is prepared before fork.
 
-#include <sys/types.h>
-
 #include "cgroup.hpp"
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <vector>
 
 namespace hearth {
 
 // Special values for SpawnRequest's stdio fds.
-inline constexpr int spawn_inherit = -2; // keep hearth's own descriptor
+inline constexpr int spawn_inherit = -2;  // keep hearth's own descriptor
 inline constexpr int spawn_dev_null = -1; // open /dev/null
 
 struct SpawnRequest {
-    std::string path;               // file to execute; see resolve_executable
-    std::vector<std::string> argv;  // argv[0] included
+    std::string path;                            // file to execute; see resolve_executable
+    std::vector<std::string> argv;               // argv[0] included
     std::optional<std::vector<std::string>> env; // "K=V" entries; nullopt = hearth's environ
-    std::string cwd;                // empty = hearth's working directory
-    bool new_session = false;       // setsid() (environments) instead of setpgid(0, 0)
-    bool take_terminal = false;     // become the tty's foreground group if hearth is
+    std::string cwd;                             // empty = hearth's working directory
+    bool new_session = false;                    // setsid() (environments) instead of setpgid(0, 0)
+    bool take_terminal = false;                  // become the tty's foreground group if hearth is
     int stdin_fd = spawn_dev_null;
     int stdout_fd = spawn_inherit;
     int stderr_fd = spawn_inherit;
@@ -49,11 +48,11 @@ struct SpawnRequest {
 };
 
 struct SpawnResult {
-    pid_t pid = -1;      // >0 on success; the caller owns reaping it
+    pid_t pid = -1;           // >0 on success; the caller owns reaping it
     bool clone3_used = false; // the child was created inside its cgroup
-    int error = 0;       // errno of the failed step (0 on success)
-    int exit_code = 0;   // on failure: 127 (not found) or 126 (could not execute)
-    std::string message; // on failure: one line naming the step and the file
+    int error = 0;            // errno of the failed step (0 on success)
+    int exit_code = 0;        // on failure: 127 (not found) or 126 (could not execute)
+    std::string message;      // on failure: one line naming the step and the file
 };
 
 // Forks and execs. Blocks until the child has called execve (success) or
@@ -67,7 +66,7 @@ struct Identity {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
     std::vector<gid_t> groups;
-    std::string home; // the user's home directory, if known
+    std::string home;  // the user's home directory, if known
     std::string error; // "" on success
 };
 

@@ -23,7 +23,9 @@ namespace {
 
 constexpr std::size_t copy_buffer_size = 1 << 20;
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+    return std::strerror(e);
+}
 
 StoreResult failed(StoreStatus status, std::string error) {
     StoreResult r;
@@ -32,7 +34,9 @@ StoreResult failed(StoreStatus status, std::string error) {
     return r;
 }
 
-bool is_space_errno(int e) noexcept { return e == ENOSPC || e == EDQUOT; }
+bool is_space_errno(int e) noexcept {
+    return e == ENOSPC || e == EDQUOT;
+}
 
 StoreStatus status_for_errno(int e) noexcept {
     return is_space_errno(e) ? StoreStatus::no_space : StoreStatus::io_error;
@@ -65,7 +69,9 @@ StoreResult bad_digest(std::string_view hex) {
                   "invalid sha256 digest '" + shown + "' (want 64 lowercase hex characters)");
 }
 
-StoreResult not_open() { return failed(StoreStatus::io_error, "store is not open"); }
+StoreResult not_open() {
+    return failed(StoreStatus::io_error, "store is not open");
+}
 
 // mkdir -p with 0755; existing directories are fine.
 bool make_dirs(const std::string& path, int& err) {
@@ -180,7 +186,8 @@ std::vector<std::string> list_digests(int fd) noexcept {
 StoreResult extract_failure(const ExtractResult& x, std::string error) {
     if (x.code != ExtractError::io) return failed(StoreStatus::bad_archive, std::move(error));
     const int e = extract_space_errno(x);
-    StoreResult r = failed(e != 0 ? StoreStatus::no_space : StoreStatus::io_error, std::move(error));
+    StoreResult r =
+        failed(e != 0 ? StoreStatus::no_space : StoreStatus::io_error, std::move(error));
     r.sys_errno = e;
     return r;
 }
@@ -237,13 +244,20 @@ int extract_space_errno(const ExtractResult& r) noexcept {
 
 const char* store_status_name(StoreStatus s) noexcept {
     switch (s) {
-    case StoreStatus::ok: return "ok";
-    case StoreStatus::invalid_digest: return "invalid_digest";
-    case StoreStatus::digest_mismatch: return "digest_mismatch";
-    case StoreStatus::not_found: return "not_found";
-    case StoreStatus::bad_archive: return "bad_archive";
-    case StoreStatus::io_error: return "io_error";
-    case StoreStatus::no_space: return "no_space";
+    case StoreStatus::ok:
+        return "ok";
+    case StoreStatus::invalid_digest:
+        return "invalid_digest";
+    case StoreStatus::digest_mismatch:
+        return "digest_mismatch";
+    case StoreStatus::not_found:
+        return "not_found";
+    case StoreStatus::bad_archive:
+        return "bad_archive";
+    case StoreStatus::io_error:
+        return "io_error";
+    case StoreStatus::no_space:
+        return "no_space";
     }
     return "unknown";
 }
@@ -255,7 +269,9 @@ const char* object_kind_name(ObjectKind k) noexcept {
 // ---------------------------------------------------------------------------
 // BlobWriter
 
-BlobWriter::~BlobWriter() { abort(); }
+BlobWriter::~BlobWriter() {
+    abort();
+}
 
 BlobWriter::BlobWriter(BlobWriter&& other) noexcept
     : store_(std::exchange(other.store_, nullptr)), fd_(std::move(other.fd_)),
@@ -280,7 +296,9 @@ BlobWriter& BlobWriter::operator=(BlobWriter&& other) noexcept {
     return *this;
 }
 
-StoreStatus BlobWriter::failure_status() const noexcept { return status_for_errno(errno_); }
+StoreStatus BlobWriter::failure_status() const noexcept {
+    return status_for_errno(errno_);
+}
 
 void BlobWriter::abort() noexcept {
     fd_.reset();
@@ -322,8 +340,8 @@ StoreResult BlobWriter::commit(std::string_view expected_hex, std::string_view s
             return bad_digest(expected_hex);
         }
         if (!fd_ || store_ == nullptr) {
-            StoreResult f = failed(failure_status(),
-                                   error_.empty() ? "blob writer is not open" : error_);
+            StoreResult f =
+                failed(failure_status(), error_.empty() ? "blob writer is not open" : error_);
             f.sys_errno = errno_;
             return f;
         }
@@ -333,7 +351,8 @@ StoreResult BlobWriter::commit(std::string_view expected_hex, std::string_view s
         r.actual = hash_.finish_hex();
         if (r.actual.empty()) {
             abort();
-            return failed(StoreStatus::io_error, "sha256 of " + std::string(source) + ": libcrypto failed");
+            return failed(StoreStatus::io_error,
+                          "sha256 of " + std::string(source) + ": libcrypto failed");
         }
         if (r.actual != expected_hex) {
             abort();
@@ -383,14 +402,15 @@ StoreResult BlobWriter::commit(std::string_view expected_hex, std::string_view s
 
 Store::Store(std::string state_dir, StoreOptions options)
     : dir_(std::move(state_dir)), options_(options) {
-    while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+    while (dir_.size() > 1 && dir_.back() == '/')
+        dir_.pop_back();
 }
 
 std::string Store::temp_name(std::string_view kind, std::string_view hex) const {
     std::uint32_t rnd = 0;
     if (::getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof rnd)) {
-        rnd = static_cast<std::uint32_t>(
-            std::chrono::steady_clock::now().time_since_epoch().count());
+        rnd =
+            static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     }
     char buf[96];
     (void)std::snprintf(buf, sizeof buf, "-%.12s-%ld-%llu-%08x", std::string(hex).c_str(),
@@ -410,9 +430,8 @@ StoreResult Store::open() noexcept {
         if (!lock) return io_failure("open", dir_ + "/lock", errno);
         if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
             if (errno == EWOULDBLOCK) {
-                return failed(StoreStatus::io_error,
-                              "state directory " + dir_ + " is in use (" + dir_ +
-                                  "/lock is held by another store)");
+                return failed(StoreStatus::io_error, "state directory " + dir_ + " is in use (" +
+                                                         dir_ + "/lock is held by another store)");
             }
             return io_failure("lock", dir_ + "/lock", errno);
         }
@@ -445,7 +464,8 @@ StoreResult Store::open() noexcept {
                     if (errno == ENOENT) continue;
                     return io_failure("stat", dir_ + sub + n, errno);
                 }
-                if (is_sha256_hex(n) && (st.st_mode & S_IFMT) == static_cast<mode_t>(want)) continue;
+                if (is_sha256_hex(n) && (st.st_mode & S_IFMT) == static_cast<mode_t>(want))
+                    continue;
                 if (std::string e = remove_all(dir_ + sub + n); !e.empty()) {
                     return failed(StoreStatus::io_error, "remove foreign entry: " + e);
                 }
@@ -549,7 +569,8 @@ StoreResult Store::import_file(const std::string& src, std::string_view expected
         }
         struct stat st {};
         if (::fstat(in.get(), &st) != 0) return io_failure("stat", src, errno);
-        if (!S_ISREG(st.st_mode)) return failed(StoreStatus::io_error, src + ": not a regular file");
+        if (!S_ISREG(st.st_mode))
+            return failed(StoreStatus::io_error, src + ": not a regular file");
         (void)::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
 
         const auto writer_failure = [](const BlobWriter& bw) {
@@ -593,7 +614,8 @@ StoreResult Store::unpack_wheels(const std::string& tree, ExtractLimits& budget,
     for (std::string& n : names) {
         if (n.size() <= 4 || n.compare(n.size() - 4, 4, ".whl") != 0) continue;
         struct stat st {};
-        if (::fstatat(deps.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+        if (::fstatat(deps.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode)) {
             wheels.push_back(std::move(n));
         }
     }
@@ -608,7 +630,8 @@ StoreResult Store::unpack_wheels(const std::string& tree, ExtractLimits& budget,
         r.entry = ".hearth";
         return r;
     }
-    if (::mkdirat(root.get(), ".hearth", 0755) != 0) return io_failure("mkdir", tree + "/.hearth", errno);
+    if (::mkdirat(root.get(), ".hearth", 0755) != 0)
+        return io_failure("mkdir", tree + "/.hearth", errno);
     if (::mkdirat(root.get(), ".hearth/wheels", 0755) != 0) {
         return io_failure("mkdir", tree + "/.hearth/wheels", errno);
     }
@@ -632,7 +655,8 @@ StoreResult Store::unpack_wheels(const std::string& tree, ExtractLimits& budget,
         if (::chmod(dest.c_str(), 0555) != 0) return io_failure("chmod", dest, errno);
     }
     for (const char* d : {".hearth/wheels", ".hearth"}) {
-        if (::fchmodat(root.get(), d, 0555, 0) != 0) return io_failure("chmod", tree + "/" + d, errno);
+        if (::fchmodat(root.get(), d, 0555, 0) != 0)
+            return io_failure("chmod", tree + "/" + d, errno);
     }
     return {};
 }
@@ -706,9 +730,13 @@ StoreResult Store::ensure_tree(std::string_view hex_in, const ExtractLimits& lim
     }
 }
 
-StoreResult Store::remove_tree(std::string_view hex) noexcept { return evict(ObjectKind::tree, hex); }
+StoreResult Store::remove_tree(std::string_view hex) noexcept {
+    return evict(ObjectKind::tree, hex);
+}
 
-StoreResult Store::remove_blob(std::string_view hex) noexcept { return evict(ObjectKind::blob, hex); }
+StoreResult Store::remove_blob(std::string_view hex) noexcept {
+    return evict(ObjectKind::blob, hex);
+}
 
 void Store::forget_size(ObjectKind kind, const std::string& hex) noexcept {
     std::lock_guard<std::mutex> lock(size_mu_);
@@ -754,8 +782,8 @@ StoreResult Store::evict(ObjectKind kind, std::string_view hex_in) noexcept {
         // caller accounted for.
         if (!bytes) bytes = measure_at(tmp_fd_.get(), name.c_str(), kind);
         if (std::string e = remove_all(dir_ + "/tmp/" + name); !e.empty()) {
-            return failed(StoreStatus::io_error,
-                          std::string("remove ") + object_kind_name(kind) + " sha256:" + hex + ": " + e);
+            return failed(StoreStatus::io_error, std::string("remove ") + object_kind_name(kind) +
+                                                     " sha256:" + hex + ": " + e);
         }
         StoreResult r;
         r.bytes = bytes.value_or(0);
@@ -773,8 +801,8 @@ StoreResult Store::touch(ObjectKind kind, std::string_view hex) const noexcept {
         if (touch_at(kind_fd(kind), h.c_str()) == 0) return {};
         const int e = errno;
         if (e == ENOENT) {
-            return failed(StoreStatus::not_found,
-                          std::string(object_kind_name(kind)) + " sha256:" + h + " is not in the store");
+            return failed(StoreStatus::not_found, std::string(object_kind_name(kind)) +
+                                                      " sha256:" + h + " is not in the store");
         }
         return io_failure("touch", kind == ObjectKind::blob ? blob_path(h) : tree_path(h), e);
     } catch (const std::exception& ex) {
@@ -790,7 +818,8 @@ std::uint64_t Store::object_bytes(ObjectKind kind, std::string_view hex) const n
     return cached_bytes(kind, std::string(hex)).value_or(0);
 }
 
-std::optional<std::uint64_t> Store::cached_bytes(ObjectKind kind, const std::string& hex) const noexcept {
+std::optional<std::uint64_t> Store::cached_bytes(ObjectKind kind,
+                                                 const std::string& hex) const noexcept {
     try {
         std::pair<ObjectKind, std::string> key(kind, hex);
         std::uint64_t gen = 0;
@@ -878,8 +907,12 @@ DiskUsage Store::tree_usage(std::string_view hex) const noexcept {
     return u;
 }
 
-std::vector<std::string> Store::list_blobs() const noexcept { return list_digests(blobs_fd_.get()); }
+std::vector<std::string> Store::list_blobs() const noexcept {
+    return list_digests(blobs_fd_.get());
+}
 
-std::vector<std::string> Store::list_trees() const noexcept { return list_digests(trees_fd_.get()); }
+std::vector<std::string> Store::list_trees() const noexcept {
+    return list_digests(trees_fd_.get());
+}
 
 } // namespace hearth

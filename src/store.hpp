@@ -88,10 +88,10 @@ struct CacheEntry {
 
 struct StoreResult {
     StoreStatus status = StoreStatus::ok;
-    bool hit = false;     // ok because the object was already present
-    std::string error;    // names the path/entry and the cause when !ok
-    std::string path;     // the blob or tree path when ok
-    std::string actual;   // import: the digest the bytes really have
+    bool hit = false;          // ok because the object was already present
+    std::string error;         // names the path/entry and the cause when !ok
+    std::string path;          // the blob or tree path when ok
+    std::string actual;        // import: the digest the bytes really have
     std::uint64_t bytes = 0;   // import: bytes copied; ensure_tree: bytes extracted
     std::uint64_t entries = 0; // ensure_tree: archive entries, wheels included
     std::string entry;         // ensure_tree failure: the offending entry
@@ -253,7 +253,8 @@ private:
     // flight. Called before an object is unpublished.
     void forget_size(ObjectKind kind, const std::string& hex) noexcept;
     // object_bytes() without the existence check; nullopt if unmeasurable.
-    std::optional<std::uint64_t> cached_bytes(ObjectKind kind, const std::string& hex) const noexcept;
+    std::optional<std::uint64_t> cached_bytes(ObjectKind kind,
+                                              const std::string& hex) const noexcept;
     // A name for new work in tmp/, unique in this process and across
     // restarts (pid, counter, random bits).
     std::string temp_name(std::string_view kind, std::string_view hex) const;

@@ -19,12 +19,13 @@ GcPlan plan_gc(const std::vector<CacheEntry>& entries,
     }
     plan.used_after = plan.used_before;
     if (plan.used_after > target_bytes) {
-        std::sort(candidates.begin(), candidates.end(), [](const CacheEntry* a, const CacheEntry* b) {
-            if (a->last_used != b->last_used) return a->last_used < b->last_used;
-            if (a->kind != b->kind) return a->kind == ObjectKind::tree;
-            if (a->bytes != b->bytes) return a->bytes > b->bytes;
-            return a->sha256 < b->sha256;
-        });
+        std::sort(candidates.begin(), candidates.end(),
+                  [](const CacheEntry* a, const CacheEntry* b) {
+                      if (a->last_used != b->last_used) return a->last_used < b->last_used;
+                      if (a->kind != b->kind) return a->kind == ObjectKind::tree;
+                      if (a->bytes != b->bytes) return a->bytes > b->bytes;
+                      return a->sha256 < b->sha256;
+                  });
         for (const CacheEntry* e : candidates) {
             if (plan.used_after <= target_bytes) break;
             plan.evict.push_back(*e);

@@ -20,9 +20,9 @@ namespace hearth {
 using ObjectKey = std::pair<ObjectKind, std::string>; // (kind, sha256 hex)
 
 struct GcPlan {
-    std::vector<CacheEntry> evict; // least recently used first
-    std::uint64_t used_before = 0; // sum of every entry's bytes
-    std::uint64_t used_after = 0;  // used_before minus the evicted bytes
+    std::vector<CacheEntry> evict;  // least recently used first
+    std::uint64_t used_before = 0;  // sum of every entry's bytes
+    std::uint64_t used_after = 0;   // used_before minus the evicted bytes
     std::uint64_t pinned_bytes = 0; // sum of the pinned entries' bytes
     // used_after <= target. When false, `evict` holds every unpinned entry
     // (evicting all of them still leaves too much): apply it for cache.gc,

@@ -18,12 +18,16 @@ std::string show(const nlohmann::json& v) {
 }
 
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
     return s;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 struct Unit {
     std::string_view name;
@@ -32,16 +36,25 @@ struct Unit {
 
 constexpr std::uint64_t kPow1000(int n) {
     std::uint64_t v = 1;
-    for (int i = 0; i < n; ++i) v *= 1000;
+    for (int i = 0; i < n; ++i)
+        v *= 1000;
     return v;
 }
 
 constexpr Unit kUnits[] = {
     {"", 1},
-    {"k", kPow1000(1)},  {"M", kPow1000(2)},  {"G", kPow1000(3)},
-    {"T", kPow1000(4)},  {"P", kPow1000(5)},  {"E", kPow1000(6)},
-    {"Ki", 1ull << 10},  {"Mi", 1ull << 20},  {"Gi", 1ull << 30},
-    {"Ti", 1ull << 40},  {"Pi", 1ull << 50},  {"Ei", 1ull << 60},
+    {"k", kPow1000(1)},
+    {"M", kPow1000(2)},
+    {"G", kPow1000(3)},
+    {"T", kPow1000(4)},
+    {"P", kPow1000(5)},
+    {"E", kPow1000(6)},
+    {"Ki", 1ull << 10},
+    {"Mi", 1ull << 20},
+    {"Gi", 1ull << 30},
+    {"Ti", 1ull << 40},
+    {"Pi", 1ull << 50},
+    {"Ei", 1ull << 60},
 };
 
 // Looks `suffix` up, allowing one trailing "B" ("MiB", "GB", "B").
@@ -59,9 +72,9 @@ bool lookup_unit(std::string_view suffix, std::uint64_t& mult) {
 // notations whose meaning differs between tools.
 std::string unit_hint(std::string_view suffix) {
     std::string lower;
-    for (char c : suffix) lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    if (suffix == "K" || suffix == "KB")
-        return "\"K\" is ambiguous; use k (1000) or Ki (1024)";
+    for (char c : suffix)
+        lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    if (suffix == "K" || suffix == "KB") return "\"K\" is ambiguous; use k (1000) or Ki (1024)";
     if (lower == "max" || lower == "unlimited" || lower == "inf" || lower == "infinity")
         return "there is no \"max\"; omit the limit to leave it unset";
     if (!suffix.empty() && (suffix[0] == 'm' || suffix[0] == 'g' || suffix[0] == 't'))
@@ -90,10 +103,14 @@ bool parse_bytes_string(std::string_view text, std::uint64_t& out, std::string& 
         }
     }
     if (whole_digits == 0) {
-        if (s[0] == '-') why = "negative sizes are not allowed";
-        else if (s[0] == '+') why = "a leading '+' is not allowed";
-        else if (s[0] == '.') why = "a digit is needed before the decimal point";
-        else why = unit_hint(s);
+        if (s[0] == '-')
+            why = "negative sizes are not allowed";
+        else if (s[0] == '+')
+            why = "a leading '+' is not allowed";
+        else if (s[0] == '.')
+            why = "a digit is needed before the decimal point";
+        else
+            why = unit_hint(s);
         return false;
     }
     std::uint64_t frac = 0;
@@ -126,7 +143,8 @@ bool parse_bytes_string(std::string_view text, std::uint64_t& out, std::string& 
     // below can exceed 2^125.
     u128 scaled_frac = static_cast<u128>(frac) * mult;
     u128 denom = 1;
-    for (std::size_t d = 0; d < frac_digits; ++d) denom *= 10;
+    for (std::size_t d = 0; d < frac_digits; ++d)
+        denom *= 10;
     if (scaled_frac % denom != 0) {
         why = "not a whole number of bytes";
         return false;
@@ -183,8 +201,10 @@ bool parse_cpus(const nlohmann::json& v, double& out, std::string& err) {
         bool ok = !s.empty() && is_digit(s.front()) && is_digit(s.back());
         std::size_t dots = 0;
         for (char c : s) {
-            if (c == '.') ++dots;
-            else if (!is_digit(c)) ok = false;
+            if (c == '.')
+                ++dots;
+            else if (!is_digit(c))
+                ok = false;
         }
         if (milli && dots != 0) ok = false;
         if (!ok || dots > 1) {
@@ -218,7 +238,8 @@ std::string format_bytes(std::uint64_t bytes) {
     static constexpr const char* names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     if (bytes < 1024) return std::to_string(bytes) + " B";
     int unit = 1;
-    while (unit < 6 && bytes >= (1ull << (10 * (unit + 1)))) ++unit;
+    while (unit < 6 && bytes >= (1ull << (10 * (unit + 1))))
+        ++unit;
     auto tenths_in = [&](int u) {
         u128 div = static_cast<u128>(1) << (10 * u);
         return static_cast<std::uint64_t>((static_cast<u128>(bytes) * 10 + div / 2) / div);

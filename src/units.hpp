@@ -14,9 +14,8 @@
 //
 // All functions are pure, thread-safe and never throw.
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace hearth {

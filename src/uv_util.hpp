@@ -8,14 +8,13 @@
 
 #include "log.hpp"
 
-#include <uv.h>
-
 #include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <uv.h>
 
 namespace hearth {
 

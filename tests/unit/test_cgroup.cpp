@@ -1,22 +1,20 @@
 #include "cgroup.hpp"
 #include "spawn.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
-
+#include <cerrno>
+#include <cstdlib>
 #include <fcntl.h>
+#include <filesystem>
+#include <fstream>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <thread>
+#include <unistd.h>
 
 using namespace hearth;
 using namespace hearth::cgroup;
@@ -43,12 +41,14 @@ struct TempTree {
         fs::create_directories(fs::path(path(rel)).parent_path());
         std::ofstream(path(rel), std::ios::trunc) << text;
     }
-    std::string get(const std::string& rel) const { return detail::read_file(path(rel)).value_or("<missing>"); }
+    std::string get(const std::string& rel) const {
+        return detail::read_file(path(rel)).value_or("<missing>");
+    }
 };
 
-const char* v2_mountinfo =
-    "24 1 0:22 / / rw,relatime - overlay overlay rw\n"
-    "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+const char* v2_mountinfo = "24 1 0:22 / / rw,relatime - overlay overlay rw\n"
+                           "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - "
+                           "cgroup2 cgroup2 rw,nsdelegate\n";
 
 // This machine's shape: v1 controllers, a controller-less cgroup2 at
 // /sys/fs/cgroup/unified, and the memory cgroup one level down.
@@ -62,8 +62,8 @@ const char* hybrid_mountinfo =
     "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
     "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n"
     "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-const char* hybrid_cgroup =
-    "9:name=systemd:/\n8:pids:/\n6:freezer:/\n4:memory:/process_api/abc\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+const char* hybrid_cgroup = "9:name=systemd:/\n8:pids:/\n6:freezer:/\n4:memory:/process_api/"
+                            "abc\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n";
 
 std::string v1_only(std::string mountinfo) {
     auto pos = mountinfo.find("41 31");
@@ -131,8 +131,9 @@ TEST_CASE("detect: pure v2, v1, co-mounted cpu,cpuacct", "[cgroup]") {
 }
 
 TEST_CASE("detect: read-only and absent cgroupfs give none with a reason", "[cgroup]") {
-    Layout ro = detect("30 24 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n",
-                       "0::/\n");
+    Layout ro =
+        detect("30 24 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n",
+               "0::/\n");
     CHECK(ro.mode == Mode::none);
     CHECK(ro.reason.find("read-only") != std::string::npos);
 
@@ -152,20 +153,23 @@ TEST_CASE("detect: read-only and absent cgroupfs give none with a reason", "[cgr
 TEST_CASE("detect: bind-mounted subtree, escapes and the mount prefix", "[cgroup]") {
     // Docker on v1 without a cgroup namespace: the mount's root is the
     // container's own cgroup.
-    Layout d = detect("35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n"
-                      "36 31 0:33 /docker/abc /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids\n",
-                      "4:memory:/docker/abc\n3:pids:/docker/abc/sub\n");
+    Layout d =
+        detect("35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n"
+               "36 31 0:33 /docker/abc /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids\n",
+               "4:memory:/docker/abc\n3:pids:/docker/abc/sub\n");
     CHECK(d.mode == Mode::v1);
     CHECK_FALSE(d.v1.count("memory")); // read-only: left out
     REQUIRE(d.v1.count("pids"));
     CHECK(d.v1.at("pids").self == "/sys/fs/cgroup/pids/sub");
 
-    Layout e = detect("30 24 0:26 / /sys/fs/cgroup\\040x rw - cgroup2 cgroup2 rw\n", "0::/a b\n", "/tmp/fake");
+    Layout e = detect("30 24 0:26 / /sys/fs/cgroup\\040x rw - cgroup2 cgroup2 rw\n", "0::/a b\n",
+                      "/tmp/fake");
     CHECK(e.unified_mount == "/tmp/fake/sys/fs/cgroup x");
     CHECK(e.unified_self == "/tmp/fake/sys/fs/cgroup x/a b");
 
     // A cgroup outside the mount's root cannot be reached; use the root.
-    Layout o = detect("36 31 0:33 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n", "3:pids:/other\n");
+    Layout o = detect("36 31 0:33 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",
+                      "3:pids:/other\n");
     CHECK(o.v1.at("pids").self == "/sys/fs/cgroup/pids");
     CHECK(o.reason.find("not visible") != std::string::npos);
 }
@@ -179,11 +183,12 @@ TEST_CASE("cpu weight <-> shares follows systemd's mapping", "[cgroup]") {
     CHECK(weight_to_shares(200) == 2048);
     CHECK(weight_to_shares(10000) == 102400);
     CHECK(shares_to_weight(1024) == 100);
-    CHECK(shares_to_weight(2) == 1);             // clamped up
-    CHECK(shares_to_weight(262144) == 10000);    // clamped down
+    CHECK(shares_to_weight(2) == 1);          // clamped up
+    CHECK(shares_to_weight(262144) == 10000); // clamped down
     CHECK(shares_to_weight(2048) == 200);
     for (std::uint64_t w : {1ull, 50ull, 100ull, 250ull, 1000ull, 10000ull})
-        CHECK(std::llabs(static_cast<long long>(shares_to_weight(weight_to_shares(w))) - static_cast<long long>(w)) <= 1);
+        CHECK(std::llabs(static_cast<long long>(shares_to_weight(weight_to_shares(w))) -
+                         static_cast<long long>(w)) <= 1);
 }
 
 TEST_CASE("cpu quota and names", "[cgroup]") {
@@ -234,7 +239,8 @@ Config fake_config(const TempTree& t) {
 
 } // namespace
 
-TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch, kill, remove", "[cgroup]") {
+TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch, kill, remove",
+          "[cgroup]") {
     TempTree t;
     fake_v2_root(t, "cpuset cpu io memory pids");
     Config config = fake_config(t);
@@ -268,7 +274,8 @@ TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch,
 
     // Placement: a directory fd for clone3, and cgroup.procs as fallback.
     REQUIRE(cg->placement_fd() >= 0);
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     REQUIRE(::fstat(cg->placement_fd(), &a) == 0);
     REQUIRE(::stat(t.path(dir).c_str(), &b) == 0);
     CHECK(S_ISDIR(a.st_mode));
@@ -326,7 +333,8 @@ TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch,
     CHECK_FALSE(fs::exists(t.path(dir)));
 }
 
-TEST_CASE("v2 fake: bad input, missing controllers, explicit parent, real root, stale cleanup", "[cgroup]") {
+TEST_CASE("v2 fake: bad input, missing controllers, explicit parent, real root, stale cleanup",
+          "[cgroup]") {
     TempTree t;
     SECTION("invalid names and limits are refused") {
         fake_v2_root(t, "cpu memory pids");
@@ -366,13 +374,16 @@ TEST_CASE("v2 fake: bad input, missing controllers, explicit parent, real root, 
         CHECK_FALSE(fs::exists(t.path("sys/fs/cgroup/hearth")));
         CHECK(t.get("sys/fs/cgroup/cgroup.subtree_control") == "+cpu +memory +pids");
         CHECK(t.get("sys/fs/cgroup/custom/cgroup.subtree_control") == "+cpu +memory +pids");
-        CHECK(t.get("sys/fs/cgroup/custom/parent/envs/cgroup.subtree_control") == "+cpu +memory +pids");
+        CHECK(t.get("sys/fs/cgroup/custom/parent/envs/cgroup.subtree_control") ==
+              "+cpu +memory +pids");
         std::string error;
         auto cg = driver->create("x-1", {}, error);
         REQUIRE(cg);
-        CHECK(cg->directories() == std::vector<std::string>{t.path("sys/fs/cgroup/custom/parent/envs/x-1")});
+        CHECK(cg->directories() ==
+              std::vector<std::string>{t.path("sys/fs/cgroup/custom/parent/envs/x-1")});
     }
-    SECTION("an explicit parent elsewhere: cgroups above its deepest existing directory are left alone") {
+    SECTION("an explicit parent elsewhere: cgroups above its deepest existing directory are left "
+            "alone") {
         fake_v2_root(t, "cpu memory pids");
         t.put("cgroup", "0::/a/b\n");
         t.put("sys/fs/cgroup/a/b/cgroup.procs", "1\n");
@@ -434,13 +445,15 @@ void fake_v1_tree(const TempTree& t, bool with_unified, bool with_pids = true) {
     }
     t.put("mountinfo", mi);
     t.put("cgroup", hybrid_cgroup);
-    for (const char* h : {"cpu", "cpuacct", "cpuset", "memory/process_api/abc", "freezer", "pids", "unified"})
+    for (const char* h :
+         {"cpu", "cpuacct", "cpuset", "memory/process_api/abc", "freezer", "pids", "unified"})
         fs::create_directories(t.path(std::string("sys/fs/cgroup/") + h));
 }
 
 } // namespace
 
-TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counters, remove", "[cgroup]") {
+TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counters, remove",
+          "[cgroup]") {
     TempTree t;
     fake_v1_tree(t, false);
     Config c = fake_config(t);
@@ -452,7 +465,8 @@ TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counte
     CHECK(driver->enforcement().enforced);
     auto envs = driver->envs_directories();
     CHECK(envs.size() == 5);
-    CHECK(std::count(envs.begin(), envs.end(), t.path("sys/fs/cgroup/memory/process_api/abc/hearth-test/envs")) == 1);
+    CHECK(std::count(envs.begin(), envs.end(),
+                     t.path("sys/fs/cgroup/memory/process_api/abc/hearth-test/envs")) == 1);
 
     std::string error;
     auto cg = driver->create("analytics-3", all_limits(), error);
@@ -473,7 +487,8 @@ TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counte
     CHECK(cg->placement_fd() == -1);
     CHECK(cg->procs_paths().size() == 5); // memory, cpu, cpuacct, pids, freezer
     CHECK(cg->place(31337) == 0);
-    for (const auto& p : cg->procs_paths()) CHECK(detail::read_file(p) == "31337");
+    for (const auto& p : cg->procs_paths())
+        CHECK(detail::read_file(p) == "31337");
 
     t.put(mem + "memory.usage_in_bytes", "4096\n");
     t.put(mem + "memory.max_usage_in_bytes", "8192\n");
@@ -502,14 +517,16 @@ TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counte
     CHECK(changes[0].after.limit_hits == 17u);
     CHECK(changes[0].after.under_oom == false);
 
-    for (const auto& p : cg->procs_paths()) std::ofstream(p, std::ios::trunc);
+    for (const auto& p : cg->procs_paths())
+        std::ofstream(p, std::ios::trunc);
     CHECK(cg->populated() == false);
     auto dirs = cg->directories();
     Removal r = cg->remove();
     CHECK(r.removed);
     CHECK(r.oom.oom_kill == 2u);
     CHECK(r.usage.memory_peak == 8192u);
-    for (const auto& dir : dirs) CHECK_FALSE(fs::exists(dir));
+    for (const auto& dir : dirs)
+        CHECK_FALSE(fs::exists(dir));
 }
 
 TEST_CASE("v1 fake: missing pids hierarchy; hybrid adds the unified directory", "[cgroup]") {
@@ -600,13 +617,13 @@ bool must_work() {
 }
 
 // WARN and skip, or FAIL under HEARTH_TESTS_MUST_WORK=1.
-#define REAL_PREREQ(cond, why)                                                          \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            if (must_work()) FAIL("prerequisite missing (HEARTH_TESTS_MUST_WORK=1): " << why); \
-            WARN("skipped: " << why);                                                   \
-            return;                                                                     \
-        }                                                                               \
+#define REAL_PREREQ(cond, why)                                                                     \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (must_work()) FAIL("prerequisite missing (HEARTH_TESTS_MUST_WORK=1): " << why);     \
+            WARN("skipped: " << why);                                                              \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 Layout real_layout() {
@@ -642,8 +659,10 @@ struct TestParent {
         return c;
     }
     ~TestParent() {
-        detail::kill_all(detail::exists(unified) ? unified : "", "", dirs, false, std::chrono::seconds(3));
-        for (const auto& d : dirs) detail::remove_dir(d, false, true, 1000);
+        detail::kill_all(detail::exists(unified) ? unified : "", "", dirs, false,
+                         std::chrono::seconds(3));
+        for (const auto& d : dirs)
+            detail::remove_dir(d, false, true, 1000);
     }
 };
 
@@ -656,8 +675,7 @@ struct Child {
     bool reaped = false;
     int status = 0;
 
-    template <class Body>
-    explicit Child(Body body) {
+    template <class Body> explicit Child(Body body) {
         int gate[2], report[2];
         REQUIRE(::pipe2(gate, O_CLOEXEC) == 0);
         REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
@@ -681,8 +699,7 @@ struct Child {
         REQUIRE(::write(release_fd.get(), "x", 1) == 1);
         release_fd.reset();
     }
-    template <class T>
-    bool read_report(T& out, int timeout_ms = 10000) {
+    template <class T> bool read_report(T& out, int timeout_ms = 10000) {
         pollfd p{report_fd.get(), POLLIN, 0};
         if (::poll(&p, 1, timeout_ms) != 1) return false;
         return ::read(report_fd.get(), &out, sizeof out) == static_cast<ssize_t>(sizeof out);
@@ -709,14 +726,17 @@ bool gone_or_zombie(pid_t pid) {
         auto stat = detail::read_file("/proc/" + std::to_string(pid) + "/stat");
         if (stat) {
             auto close = stat->rfind(')');
-            if (close != std::string::npos && stat->size() > close + 2 && (*stat)[close + 2] == 'Z') return true;
+            if (close != std::string::npos && stat->size() > close + 2 && (*stat)[close + 2] == 'Z')
+                return true;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;
 }
 
-bool contains_pid(const std::vector<pid_t>& pids, pid_t p) { return std::find(pids.begin(), pids.end(), p) != pids.end(); }
+bool contains_pid(const std::vector<pid_t>& pids, pid_t p) {
+    return std::find(pids.begin(), pids.end(), p) != pids.end();
+}
 
 // Places a child that starts a setsid()ed, double-forked escapee, then checks
 // that kill_all() reaches it and the cgroup can be removed.
@@ -736,12 +756,14 @@ void escapee_scenario(const Driver& driver, const std::string& expected_method) 
                 pid_t self = ::getpid();
                 ssize_t ignored = ::write(report, &self, sizeof self);
                 (void)ignored;
-                for (;;) ::pause();
+                for (;;)
+                    ::pause();
             }
             ::_exit(0);
         }
         ::waitpid(a, nullptr, 0);
-        for (;;) ::pause();
+        for (;;)
+            ::pause();
     });
     std::size_t failed = 0;
     REQUIRE(cg->place(child.pid, &failed) == 0);
@@ -774,12 +796,14 @@ void escapee_scenario(const Driver& driver, const std::string& expected_method) 
     Removal r = cg->remove();
     INFO(r.error);
     CHECK(r.removed);
-    for (const auto& d : dirs) CHECK_FALSE(detail::exists(d));
+    for (const auto& d : dirs)
+        CHECK_FALSE(detail::exists(d));
 }
 
 } // namespace
 
-TEST_CASE("real: placement in every hierarchy, kill_all reaches a setsid escapee, removal", "[cgroup][real]") {
+TEST_CASE("real: placement in every hierarchy, kill_all reaches a setsid escapee, removal",
+          "[cgroup][real]") {
     REAL_PREREQ(::geteuid() == 0, "needs root to write cgroupfs");
     Layout layout = real_layout();
     REAL_PREREQ(layout.mode != Mode::none, "no writable cgroupfs: " + layout.reason);
@@ -788,14 +812,16 @@ TEST_CASE("real: placement in every hierarchy, kill_all reaches a setsid escapee
     INFO(driver->describe().dump());
     REAL_PREREQ(driver->mode() != Mode::none, "cgroups unusable here");
     // envs is a non-root cgroup2 directory: it has cgroup.kill where the kernel does (5.14+).
-    bool has_kill = !parent.unified.empty() && detail::exists(detail::join(parent.unified, "envs/cgroup.kill"));
+    bool has_kill =
+        !parent.unified.empty() && detail::exists(detail::join(parent.unified, "envs/cgroup.kill"));
     escapee_scenario(*driver, has_kill ? "cgroup.kill" : "freezer");
 }
 
 TEST_CASE("real: v1 without cgroup2 kills through the freezer", "[cgroup][real]") {
     REAL_PREREQ(::geteuid() == 0, "needs root to write cgroupfs");
     Layout layout = real_layout();
-    REAL_PREREQ(layout.v1.count("freezer") && layout.v1.count("memory"), "no v1 freezer and memory hierarchies");
+    REAL_PREREQ(layout.v1.count("freezer") && layout.v1.count("memory"),
+                "no v1 freezer and memory hierarchies");
     layout.mode = Mode::v1;
     layout.unified_mount.clear();
     layout.unified_self.clear();
@@ -831,14 +857,18 @@ TEST_CASE("real: pids.max stops a fork bomb", "[cgroup][real]") {
         for (int i = 0; i < 20; ++i) {
             pid_t p = ::fork();
             if (p == 0) {
-                for (;;) ::pause();
+                for (;;)
+                    ::pause();
             }
-            if (p > 0) ++r.started;
-            else if (errno == EAGAIN) ++r.eagain;
+            if (p > 0)
+                ++r.started;
+            else if (errno == EAGAIN)
+                ++r.eagain;
         }
         ssize_t ignored = ::write(report, &r, sizeof r);
         (void)ignored;
-        for (;;) ::pause();
+        for (;;)
+            ::pause();
     });
     REQUIRE(cg->place(child.pid) == 0);
     child.release();
@@ -877,10 +907,12 @@ TEST_CASE("real: a memory hog is OOM-killed at 32 MiB and the OOM watch fires", 
     Child child([](int) {
         // Touch 512 MiB page by page; the OOM killer must stop it long before.
         const std::size_t size = 512u << 20;
-        void* mem = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void* mem =
+            ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (mem == MAP_FAILED) ::_exit(4);
         volatile char* bytes = static_cast<char*>(mem);
-        for (std::size_t i = 0; i < size; i += 4096) bytes[i] = 1;
+        for (std::size_t i = 0; i < size; i += 4096)
+            bytes[i] = 1;
         ::_exit(3);
     });
     REQUIRE(cg->place(child.pid) == 0);
@@ -920,7 +952,8 @@ TEST_CASE("real: startup cleanup kills and removes an earlier run's revisions", 
     REQUIRE(cg);
     auto dirs = cg->directories();
     Child child([](int) {
-        for (;;) ::pause();
+        for (;;)
+            ::pause();
     });
     REQUIRE(cg->place(child.pid) == 0);
     child.release();
@@ -933,7 +966,8 @@ TEST_CASE("real: startup cleanup kills and removes an earlier run's revisions", 
     CHECK(failures.empty());
     REQUIRE(child.wait(5000));
     CHECK(WIFSIGNALED(child.status));
-    for (const auto& d : dirs) CHECK_FALSE(detail::exists(d));
+    for (const auto& d : dirs)
+        CHECK_FALSE(detail::exists(d));
 }
 
 TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup", "[cgroup][real]") {
@@ -952,9 +986,11 @@ TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup",
         int code = 0;
         pid_t sleeper = ::fork();
         if (sleeper == 0) {
-            for (;;) ::pause();
+            for (;;)
+                ::pause();
         }
-        if (detail::write_file(detail::join(own, "cgroup.procs"), std::to_string(::getpid()), false) ||
+        if (detail::write_file(detail::join(own, "cgroup.procs"), std::to_string(::getpid()),
+                               false) ||
             detail::write_file(detail::join(own, "cgroup.procs"), std::to_string(sleeper), false))
             code = 10;
         Layout l = layout;
@@ -965,7 +1001,8 @@ TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup",
         c.extra_pids = {sleeper};
         auto driver = code ? nullptr : open(l, c);
         auto self_cg = detail::read_file("/proc/self/cgroup").value_or("");
-        auto sleeper_cg = detail::read_file("/proc/" + std::to_string(sleeper) + "/cgroup").value_or("");
+        auto sleeper_cg =
+            detail::read_file("/proc/" + std::to_string(sleeper) + "/cgroup").value_or("");
         if (!code && driver->mode() != Mode::v2) code = 11;
         if (!code && self_cg.find("0::" + rel + "/hearth\n") == std::string::npos) code = 12;
         if (!code && sleeper_cg.find("0::" + rel + "/hearth\n") == std::string::npos) code = 13;
@@ -1001,7 +1038,8 @@ std::string spawn_and_read_cgroup(const Cgroup& cg, bool& clone3_used) {
     std::string text;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(out_read.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(out_read.get(), buf, sizeof buf)) > 0)
+        text.append(buf, static_cast<size_t>(n));
     int status = 0;
     REQUIRE(::waitpid(r.pid, &status, 0) == r.pid);
     CHECK(WIFEXITED(status));

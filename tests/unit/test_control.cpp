@@ -8,24 +8,22 @@
 #include "rpc.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <signal.h>
 #include <stdexcept>
+#include <stdlib.h>
 #include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <vector>
 
 using nlohmann::json;
@@ -130,7 +128,8 @@ struct Harness {
         REQUIRE(uv_loop_init(&loop) == 0);
         // Wakes UV_RUN_ONCE regularly so run_until can re-check its predicate.
         uv_timer_init(&loop, &tick);
-        uv_timer_start(&tick, [](uv_timer_t*) {}, 2, 2);
+        uv_timer_start(
+            &tick, [](uv_timer_t*) {}, 2, 2);
         server = std::make_unique<control::ControlServer>(&loop, limits);
         add_methods();
         if (listen) REQUIRE(server->listen_unix(path) == "");
@@ -152,7 +151,8 @@ struct Harness {
             conns_seen.push_back(c);
             r.result({{"pong", true}});
         });
-        server->add_method("echo", [](const json& p, control::Reply r, const auto&) { r.result(p); });
+        server->add_method("echo",
+                           [](const json& p, control::Reply r, const auto&) { r.result(p); });
         server->add_method("fail", [](const json&, control::Reply, const auto&) {
             throw rpc::Failure(rpc::invalid_params, "params.location: expected a string");
         });
@@ -188,13 +188,15 @@ struct Harness {
             l->reply = std::move(r);
             uv_timer_init(&loop, &l->timer);
             l->timer.data = l;
-            uv_timer_start(&l->timer, [](uv_timer_t* t) {
-                auto* lt = static_cast<Later*>(t->data);
-                lt->reply.result({{"late", true}});
-                uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) {
-                    delete static_cast<Later*>(h->data);
-                });
-            }, p.value("ms", 10), 0);
+            uv_timer_start(
+                &l->timer,
+                [](uv_timer_t* t) {
+                    auto* lt = static_cast<Later*>(t->data);
+                    lt->reply.result({{"late", true}});
+                    uv_close(reinterpret_cast<uv_handle_t*>(t),
+                             [](uv_handle_t* h) { delete static_cast<Later*>(h->data); });
+                },
+                p.value("ms", 10), 0);
         });
     }
 
@@ -202,7 +204,8 @@ struct Harness {
                    int timeout_ms = 5000) {
         auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
         for (;;) {
-            for (auto* c : clients) c->pump();
+            for (auto* c : clients)
+                c->pump();
             if (pred()) return true;
             if (std::chrono::steady_clock::now() > deadline) return false;
             uv_run(&loop, UV_RUN_ONCE);
@@ -220,7 +223,9 @@ struct Harness {
         return read(c);
     }
 
-    void wait_eof(Client& c) { REQUIRE(run_until([&] { return c.eof; }, {&c})); }
+    void wait_eof(Client& c) {
+        REQUIRE(run_until([&] { return c.eof; }, {&c}));
+    }
 };
 
 void check_error(const json& reply, int code, const json& id = nullptr) {
@@ -247,8 +252,10 @@ void check_pong(const json& reply, const json& id) {
 TEST_CASE("rpc: message builders and lines", "[control][rpc]") {
     auto r = rpc::make_result(7, {{"a", 1}});
     CHECK(r == json{{"jsonrpc", "2.0"}, {"id", 7}, {"result", {{"a", 1}}}});
-    auto e = rpc::make_error("x", {rpc::unknown_revision, "unknown revision: a-1", {{"id", "a-1"}}});
-    CHECK(e["error"] == json{{"code", -32002}, {"message", "unknown revision: a-1"}, {"data", {{"id", "a-1"}}}});
+    auto e =
+        rpc::make_error("x", {rpc::unknown_revision, "unknown revision: a-1", {{"id", "a-1"}}});
+    CHECK(e["error"] ==
+          json{{"code", -32002}, {"message", "unknown revision: a-1"}, {"data", {{"id", "a-1"}}}});
     auto e2 = rpc::make_error(nullptr, {rpc::internal_error, "x", nullptr});
     CHECK_FALSE(e2["error"].contains("data"));
     CHECK(e2["id"].is_null());
@@ -336,10 +343,12 @@ TEST_CASE("rpc: param helpers name the path", "[control][rpc]") {
           "params.f: expected an integer, got a fraction");
     CHECK(failure_message([&] { rpc::optional_integer(p, "n", 5, 10); }) ==
           "params.n: must be between 5 and 10");
-    CHECK(failure_message([&] { rpc::optional_integer(json{{"t", 1e300}}, "t", 0, 10); }) ==
-          "params.t: must be between 0 and 10");
-    CHECK(failure_message([&] { rpc::optional_integer(json{{"t", -1}}, "t", 0, 10); }) ==
-          "params.t: must be between 0 and 10");
+    CHECK(failure_message([&] {
+              rpc::optional_integer(json{{"t", 1e300}}, "t", 0, 10);
+          }) == "params.t: must be between 0 and 10");
+    CHECK(failure_message([&] {
+              rpc::optional_integer(json{{"t", -1}}, "t", 0, 10);
+          }) == "params.t: must be between 0 and 10");
 
     CHECK(failure_message([&] { rpc::optional_string_map(p, "env"); }) ==
           "params.env.B: expected a string, got a number");
@@ -368,12 +377,15 @@ TEST_CASE("control: request round trip", "[control]") {
     check_pong(h.call(c, 1, "ping"), 1);
     check_pong(h.call(c, "abc", "ping"), "abc");
     // params omitted and params null both mean {}.
-    c.send(R"({"jsonrpc":"2.0","id":3,"method":"echo"})" "\n");
+    c.send(R"({"jsonrpc":"2.0","id":3,"method":"echo"})"
+           "\n");
     CHECK(h.read(c)["result"] == json::object());
-    c.send(R"({"jsonrpc":"2.0","id":4,"method":"echo","params":null})" "\n");
+    c.send(R"({"jsonrpc":"2.0","id":4,"method":"echo","params":null})"
+           "\n");
     CHECK(h.read(c)["result"] == json::object());
     // Unknown fields in the request are tolerated.
-    c.send(R"({"jsonrpc":"2.0","id":5,"method":"echo","params":{"x":[1,2]},"extra":1})" "\n");
+    c.send(R"({"jsonrpc":"2.0","id":5,"method":"echo","params":{"x":[1,2]},"extra":1})"
+           "\n");
     CHECK(h.read(c)["result"] == json{{"x", {1, 2}}});
     CHECK(h.server->connections() == 1);
 }
@@ -382,15 +394,18 @@ TEST_CASE("control: framing: CRLF, blank lines, batching and split writes", "[co
     Harness h;
     Client c(h.path);
     c.send("\n\r\n   \n"
-           R"({"jsonrpc":"2.0","id":1,"method":"ping"})" "\r\n"
-           R"({"jsonrpc":"2.0","id":2,"method":"ping"})" "\n"
+           R"({"jsonrpc":"2.0","id":1,"method":"ping"})"
+           "\r\n"
+           R"({"jsonrpc":"2.0","id":2,"method":"ping"})"
+           "\n"
            R"({"jsonrpc":"2.0","id":3,"met)");
     check_pong(h.read(c), 1);
     check_pong(h.read(c), 2);
     // The rest of request 3 arrives after the server has seen the first part.
     REQUIRE(h.run_until([&] { return false; }, {&c}, 20) == false);
     CHECK_FALSE(c.has_line());
-    c.send(R"(hod":"ping"})" "\n");
+    c.send(R"(hod":"ping"})"
+           "\n");
     check_pong(h.read(c), 3);
 }
 
@@ -418,15 +433,19 @@ TEST_CASE("control: invalid requests get -32600", "[control]") {
     const Case cases[] = {
         {"42", nullptr, "request must be a JSON object"},
         {R"("ping")", nullptr, "request must be a JSON object"},
-        {R"([{"jsonrpc":"2.0","id":1,"method":"ping"}])", nullptr, "batch requests are not supported"},
+        {R"([{"jsonrpc":"2.0","id":1,"method":"ping"}])", nullptr,
+         "batch requests are not supported"},
         {R"({"jsonrpc":"2.0","id":1})", 1, "method must be a string"},
         {R"({"jsonrpc":"2.0","method":7})", nullptr, "method must be a string"},
         {R"({"jsonrpc":"1.0","id":2,"method":"ping"})", 2, R"(jsonrpc must be "2.0")"},
         {R"({"id":3,"method":"ping"})", 3, R"(jsonrpc must be "2.0")"},
         {R"({"jsonrpc":2.0,"id":"s","method":"ping"})", "s", R"(jsonrpc must be "2.0")"},
-        {R"({"jsonrpc":"2.0","id":true,"method":"ping"})", nullptr, "id must be a number or a string"},
-        {R"({"jsonrpc":"2.0","id":null,"method":"ping"})", nullptr, "id must be a number or a string"},
-        {R"({"jsonrpc":"2.0","id":{},"method":"ping"})", nullptr, "id must be a number or a string"},
+        {R"({"jsonrpc":"2.0","id":true,"method":"ping"})", nullptr,
+         "id must be a number or a string"},
+        {R"({"jsonrpc":"2.0","id":null,"method":"ping"})", nullptr,
+         "id must be a number or a string"},
+        {R"({"jsonrpc":"2.0","id":{},"method":"ping"})", nullptr,
+         "id must be a number or a string"},
     };
     for (const auto& k : cases) {
         INFO(k.line);
@@ -446,7 +465,8 @@ TEST_CASE("control: invalid requests get -32600", "[control]") {
            "\\\"" + std::string(100, '{') + "\"}}\n");
     CHECK(h.read(c)["result"]["s"].get<std::string>().size() == 201);
 
-    c.send(R"({"jsonrpc":"2.0","id":4,"method":"ping","params":[1]})" "\n");
+    c.send(R"({"jsonrpc":"2.0","id":4,"method":"ping","params":[1]})"
+           "\n");
     e = h.read(c);
     check_error(e, rpc::invalid_params, 4);
     CHECK(e["error"]["message"] == "params: expected an object, got array");
@@ -493,11 +513,16 @@ TEST_CASE("control: handler failures become error replies", "[control]") {
 TEST_CASE("control: notifications get no reply", "[control]") {
     Harness h;
     Client c(h.path);
-    c.send(R"({"jsonrpc":"2.0","method":"note","params":{"x":1}})" "\n");
-    c.send(R"({"jsonrpc":"2.0","method":"fail"})" "\n");
-    c.send(R"({"jsonrpc":"2.0","method":"forget"})" "\n");
-    c.send(R"({"jsonrpc":"2.0","method":"no.such.method"})" "\n");
-    c.send(R"({"jsonrpc":"2.0","method":"ping","params":[1]})" "\n");
+    c.send(R"({"jsonrpc":"2.0","method":"note","params":{"x":1}})"
+           "\n");
+    c.send(R"({"jsonrpc":"2.0","method":"fail"})"
+           "\n");
+    c.send(R"({"jsonrpc":"2.0","method":"forget"})"
+           "\n");
+    c.send(R"({"jsonrpc":"2.0","method":"no.such.method"})"
+           "\n");
+    c.send(R"({"jsonrpc":"2.0","method":"ping","params":[1]})"
+           "\n");
     // The first line back must be the answer to the request that follows.
     check_pong(h.call(c, 7, "ping"), 7);
     CHECK(h.note_calls == 1);
@@ -514,7 +539,9 @@ TEST_CASE("control: over-long lines are refused once and skipped", "[control]") 
 
     // In one write, followed by a valid request.
     c.send(R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"pad":")" + std::string(100, 'x') +
-           "\"}}\n" R"({"jsonrpc":"2.0","id":2,"method":"ping"})" "\n");
+           "\"}}\n"
+           R"({"jsonrpc":"2.0","id":2,"method":"ping"})"
+           "\n");
     auto e = h.read(c);
     check_error(e, rpc::invalid_request);
     CHECK(e["error"]["message"] == too_long_msg);
@@ -527,7 +554,9 @@ TEST_CASE("control: over-long lines are refused once and skipped", "[control]") 
     REQUIRE_FALSE(h.run_until([&] { return false; }, {&c}, 20));
     c.send(std::string(5000, 'y'));
     REQUIRE_FALSE(h.run_until([&] { return false; }, {&c}, 20));
-    c.send(std::string(50, 'y') + "\n" R"({"jsonrpc":"2.0","id":3,"method":"ping"})" "\n");
+    c.send(std::string(50, 'y') + "\n"
+                                  R"({"jsonrpc":"2.0","id":3,"method":"ping"})"
+                                  "\n");
     e = h.read(c);
     check_error(e, rpc::invalid_request);
     CHECK(e["error"]["message"] == too_long_msg);
@@ -560,7 +589,8 @@ TEST_CASE("control: a held reply outlives its connection harmlessly", "[control]
     Harness h;
     {
         Client c(h.path);
-        c.send(R"({"jsonrpc":"2.0","id":1,"method":"hold"})" "\n");
+        c.send(R"({"jsonrpc":"2.0","id":1,"method":"hold"})"
+               "\n");
         REQUIRE(h.run_until([&] { return h.held.size() == 1; }, {&c}));
         CHECK(h.held[0].pending());
     }
@@ -571,7 +601,8 @@ TEST_CASE("control: a held reply outlives its connection harmlessly", "[control]
 
     // A held reply dropped unanswered sends -32603 while the connection lives.
     Client c(h.path);
-    c.send(R"({"jsonrpc":"2.0","id":2,"method":"hold"})" "\n");
+    c.send(R"({"jsonrpc":"2.0","id":2,"method":"hold"})"
+           "\n");
     REQUIRE(h.run_until([&] { return h.held.size() == 1; }, {&c}));
     h.held.clear();
     auto e = h.read(c);
@@ -583,7 +614,8 @@ TEST_CASE("control: peer EOF flushes queued replies, then closes", "[control]") 
     Harness h;
     Client c(h.path);
     // The last request lacks its '\n'; it still counts.
-    c.send(R"({"jsonrpc":"2.0","id":1,"method":"ping"})" "\n"
+    c.send(R"({"jsonrpc":"2.0","id":1,"method":"ping"})"
+           "\n"
            R"({"jsonrpc":"2.0","id":2,"method":"ping"})");
     REQUIRE(::shutdown(c.fd.get(), SHUT_WR) == 0);
     check_pong(h.read(c), 1);
@@ -655,7 +687,7 @@ TEST_CASE("control: socket file mode, parent directory, stale and foreign files"
     std::string nested = h.dir.path + "/a/b/control.sock";
     REQUIRE(h.server->listen_unix(nested) == "");
     ::umask(old_umask);
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::lstat(nested.c_str(), &st) == 0);
     CHECK(S_ISSOCK(st.st_mode));
     CHECK((st.st_mode & 07777) == 0600);
@@ -704,7 +736,9 @@ TEST_CASE("control: socket file mode, parent directory, stale and foreign files"
     REQUIRE(::lstat(stale.c_str(), &st) == 0);
     CHECK(S_ISSOCK(st.st_mode));
     CHECK((st.st_mode & 07777) == 0600);
-    other.add_method("ping", [](const json&, control::Reply r, const auto&) { r.result({{"pong", true}}); });
+    other.add_method("ping", [](const json&, control::Reply r, const auto&) {
+        r.result({{"pong", true}});
+    });
     Client s(stale);
     check_pong(h.call(s, 1, "ping"), 1);
     CHECK(other.listen_unix(stale).find("already listening") != std::string::npos);
@@ -720,13 +754,14 @@ TEST_CASE("control: close() shuts everything and unlinks the socket", "[control]
     Harness h;
     Client c(h.path);
     check_pong(h.call(c, 1, "ping"), 1);
-    c.send(R"({"jsonrpc":"2.0","id":2,"method":"hold"})" "\n");
+    c.send(R"({"jsonrpc":"2.0","id":2,"method":"hold"})"
+           "\n");
     REQUIRE(h.run_until([&] { return h.held.size() == 1; }, {&c}));
     int calls = 0;
     h.server->close([&] { ++calls; });
     CHECK(h.server->connections() == 0);
     REQUIRE(h.run_until([&] { return calls == 1; }, {&c}));
-    struct stat st{};
+    struct stat st {};
     CHECK(::lstat(h.path.c_str(), &st) != 0);
     h.wait_eof(c);
     h.held[0].result(1); // no-op after close
@@ -781,20 +816,23 @@ TEST_CASE("control: destroying an open server is safe once the loop runs on", "[
     REQUIRE(uv_loop_init(&loop) == 0);
     control::Reply held;
     auto server = std::make_unique<control::ControlServer>(&loop);
-    server->add_method("hold", [&](const json&, control::Reply r, const auto&) { held = std::move(r); });
+    server->add_method("hold",
+                       [&](const json&, control::Reply r, const auto&) { held = std::move(r); });
     REQUIRE(server->listen_unix(path) == "");
     Client c(path);
-    c.send(R"({"jsonrpc":"2.0","id":1,"method":"hold"})" "\n");
+    c.send(R"({"jsonrpc":"2.0","id":1,"method":"hold"})"
+           "\n");
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!held.pending() && std::chrono::steady_clock::now() < deadline) uv_run(&loop, UV_RUN_NOWAIT);
+    while (!held.pending() && std::chrono::steady_clock::now() < deadline)
+        uv_run(&loop, UV_RUN_NOWAIT);
     REQUIRE(held.pending());
-    server.reset(); // no close(): the internals must outlive their libuv handles
+    server.reset();                // no close(): the internals must outlive their libuv handles
     uv_run(&loop, UV_RUN_DEFAULT); // returns once every handle is closed
-    held.result(1); // the connection is gone: no-op
+    held.result(1);                // the connection is gone: no-op
     c.pump();
     CHECK(c.eof);
     CHECK(c.in.empty());
-    struct stat st{};
+    struct stat st {};
     CHECK(::lstat(path.c_str(), &st) != 0);
     CHECK(uv_loop_close(&loop) == 0);
 }

@@ -7,9 +7,8 @@
 #include "rpc.hpp"
 
 #include <catch2/catch.hpp>
-#include <uv.h>
-
 #include <signal.h>
+#include <uv.h>
 
 using namespace hearth;
 using nlohmann::json;
@@ -21,7 +20,8 @@ const std::string hex_b(64, 'b');
 json base() {
     return {{"location", "analytics"},
             {"deps", {{"path", "/x/deps.pex"}, {"sha256", hex_a}}},
-            {"source", {{"url", "https://bucket.example/source.pex?X-Amz-Signature=s"}, {"sha256", hex_b}}}};
+            {"source",
+             {{"url", "https://bucket.example/source.pex?X-Amz-Signature=s"}, {"sha256", hex_b}}}};
 }
 
 std::string rejection(const json& params, const DeployPolicy& policy = {}) {
@@ -50,17 +50,22 @@ TEST_CASE("http and https sources are kept as URLs", "[deploy]") {
 
 TEST_CASE("limits parse from sizes, numbers and millicores", "[deploy]") {
     json p = base();
-    p["limits"] = {{"memory", "512Mi"}, {"memory_high", 400 * 1024 * 1024}, {"cpus", "500m"},
-                   {"cpu_weight", 200}, {"pids", 64}};
+    p["limits"] = {{"memory", "512Mi"},
+                   {"memory_high", 400 * 1024 * 1024},
+                   {"cpus", "500m"},
+                   {"cpu_weight", 200},
+                   {"pids", 64}};
     DeploySpec spec = parse_deploy_params(p);
     CHECK(*spec.limits.memory_max == 512ull << 20);
     CHECK(*spec.limits.memory_high == 400ull << 20);
     CHECK(*spec.limits.cpu_quota == Approx(0.5));
     CHECK(*spec.limits.cpu_weight == 200);
     CHECK(*spec.limits.pids_max == 64);
-    CHECK(limits_to_json(spec.limits) ==
-          json{{"memory", 512ull << 20}, {"memory_high", 400ull << 20}, {"cpus", 0.5},
-               {"cpu_weight", 200}, {"pids", 64}});
+    CHECK(limits_to_json(spec.limits) == json{{"memory", 512ull << 20},
+                                              {"memory_high", 400ull << 20},
+                                              {"cpus", 0.5},
+                                              {"cpu_weight", 200},
+                                              {"pids", 64}});
 }
 
 TEST_CASE("invalid limits name the field", "[deploy]") {
@@ -167,17 +172,34 @@ TEST_CASE("the restart policy decides with backoff and a window", "[deploy]") {
         // The backoff doubles to its cap.
         rev.spec.restart.policy = RestartPolicy::always;
         rev.backoff_step = 20;
-        CHECK(decide_restart(rev, false, 1, t0 + std::chrono::seconds(502)).delay_s == restart_backoff_max_s);
+        CHECK(decide_restart(rev, false, 1, t0 + std::chrono::seconds(502)).delay_s ==
+              restart_backoff_max_s);
     }
     uv_run(&loop, UV_RUN_DEFAULT); // close the revision's timer
     uv_loop_close(&loop);
 }
 
 TEST_CASE("isolation and store options", "[options]") {
-    const char* argv[] = {"hearth", "--cgroup-driver", "none", "--cgroup-parent", "/hearth/test",
-                          "--default-memory", "256Mi", "--max-cpus", "1.5", "--max-pids", "100",
-                          "--store-max-bytes=2Gi", "--fetch-stall-timeout", "2", "--fetch-attempts",
-                          "1", "--user", "nobody", "--extract-max-ratio", "50"};
+    const char* argv[] = {"hearth",
+                          "--cgroup-driver",
+                          "none",
+                          "--cgroup-parent",
+                          "/hearth/test",
+                          "--default-memory",
+                          "256Mi",
+                          "--max-cpus",
+                          "1.5",
+                          "--max-pids",
+                          "100",
+                          "--store-max-bytes=2Gi",
+                          "--fetch-stall-timeout",
+                          "2",
+                          "--fetch-attempts",
+                          "1",
+                          "--user",
+                          "nobody",
+                          "--extract-max-ratio",
+                          "50"};
     auto r = parse_options(static_cast<int>(std::size(argv)), argv);
     REQUIRE(std::holds_alternative<Options>(r));
     const Options& o = std::get<Options>(r);

@@ -1,18 +1,20 @@
 #include "exit_status.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <sys/wait.h>
-
 #include <cerrno>
 #include <csignal>
+#include <sys/wait.h>
 
 using namespace hearth;
 
 namespace {
 // Builds wait statuses the way the kernel encodes them (see <bits/waitstatus.h>).
-int exited(int code) { return (code & 0xff) << 8; }
-int signalled(int sig, bool core = false) { return sig | (core ? 0x80 : 0); }
+int exited(int code) {
+    return (code & 0xff) << 8;
+}
+int signalled(int sig, bool core = false) {
+    return sig | (core ? 0x80 : 0);
+}
 } // namespace
 
 TEST_CASE("exit codes pass through", "[exit_status]") {

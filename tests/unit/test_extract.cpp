@@ -1,10 +1,8 @@
 #include "extract.hpp"
 
-#include <catch2/catch.hpp>
-
 #include <archive.h>
 #include <archive_entry.h>
-
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -48,7 +46,8 @@ std::uint32_t crc32(const std::string& s) {
     std::uint32_t c = 0xffffffffu;
     for (unsigned char ch : s) {
         c ^= ch;
-        for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+        for (int k = 0; k < 8; ++k)
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
     }
     return ~c;
 }
@@ -75,8 +74,8 @@ std::string make_zip(const std::vector<ZEntry>& entries, const std::string& pref
             put16(o, 20);     // version needed
             put16(o, 0x0800); // flags: UTF-8 names
             put16(o, e.method);
-            put16(o, 0);      // time
-            put16(o, 0x21);   // date 1980-01-01
+            put16(o, 0);    // time
+            put16(o, 0x21); // date 1980-01-01
             put32(o, crc);
             put32(o, csize);
             put32(o, usize);
@@ -148,7 +147,9 @@ void write_deflated_zip(const std::string& path,
 std::uint32_t get16(const std::string& s, std::size_t at) {
     return static_cast<unsigned char>(s[at]) | static_cast<unsigned char>(s[at + 1]) << 8;
 }
-std::uint32_t get32(const std::string& s, std::size_t at) { return get16(s, at) | get16(s, at + 2) << 16; }
+std::uint32_t get32(const std::string& s, std::size_t at) {
+    return get16(s, at) | get16(s, at + 2) << 16;
+}
 
 // Raw deflate bytes for `plain`, taken out of a zip libarchive wrote.
 std::string deflate_raw(const std::string& scratch, const std::string& plain) {
@@ -172,8 +173,8 @@ std::string deflate_raw(const std::string& scratch, const std::string& plain) {
 std::set<std::string> listing(const std::string& dir) {
     std::set<std::string> out;
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
+    for (auto it = fs::recursive_directory_iterator(dir, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
         out.insert(fs::relative(it->path(), dir).string());
     }
     return out;
@@ -335,15 +336,14 @@ TEST_CASE("links that leave the tree are refused", "[extract]") {
                        "m");
     }
     SECTION("symlink loop") {
-        auto r = expect_refused(
-            make_zip({{"x", "y/z", 0120777}, {"y", "x/w", 0120777}}), "x");
+        auto r = expect_refused(make_zip({{"x", "y/z", 0120777}, {"y", "x/w", 0120777}}), "x");
         CHECK(r.error.find("levels") != std::string::npos);
     }
     SECTION("write through a symlink planted by an earlier entry") {
-        auto r = expect_refused(make_zip({{"inner/", "", 040755},
-                                          {"link", "inner", 0120777},
-                                          {"link/file", "via link"}}),
-                                "link/file");
+        auto r = expect_refused(
+            make_zip(
+                {{"inner/", "", 040755}, {"link", "inner", 0120777}, {"link/file", "via link"}}),
+            "link/file");
         CHECK(r.error.find("symlink") != std::string::npos);
     }
     SECTION("link planted over a directory already used") {
@@ -375,7 +375,9 @@ TEST_CASE("special files and type-changing duplicates are refused", "[extract]")
         auto r = expect_refused(make_zip({{"dev/null", "", 0020666}}), "dev/null");
         CHECK(r.error.find("device") != std::string::npos);
     }
-    SECTION("block device") { expect_refused(make_zip({{"sda", "", 0060660}}), "sda"); }
+    SECTION("block device") {
+        expect_refused(make_zip({{"sda", "", 0060660}}), "sda");
+    }
     SECTION("socket") {
         auto r = expect_refused(make_zip({{"sock", "", 0140755}}), "sock");
         CHECK(r.error.find("socket") != std::string::npos);
@@ -422,14 +424,15 @@ TEST_CASE("entry, byte and ratio limits", "[extract]") {
     SECTION("too many entries") {
         ExtractLimits lim;
         lim.max_entries = 3;
-        auto r = expect_refused(make_zip({{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}}), "d", lim);
+        auto r =
+            expect_refused(make_zip({{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}}), "d", lim);
         CHECK(r.code == ExtractError::limit);
     }
     SECTION("too many bytes (honest headers)") {
         ExtractLimits lim;
         lim.max_bytes = 1000;
-        auto r = expect_refused(make_zip({{"a", std::string(600, 'a')}, {"b", std::string(600, 'b')}}),
-                                "b", lim);
+        auto r = expect_refused(
+            make_zip({{"a", std::string(600, 'a')}, {"b", std::string(600, 'b')}}), "b", lim);
         CHECK(r.code == ExtractError::limit);
     }
     SECTION("too many bytes behind a lying header") {
@@ -487,7 +490,8 @@ TEST_CASE("truncated and corrupt archives are errors, never partial trees", "[ex
     TempDir t;
     std::vector<ZEntry> entries;
     for (int i = 0; i < 20; ++i) {
-        entries.push_back({"f" + std::to_string(i), std::string(1000 + i, static_cast<char>('a' + i))});
+        entries.push_back(
+            {"f" + std::to_string(i), std::string(1000 + i, static_cast<char>('a' + i))});
     }
     const std::string good = make_zip(entries, "#!/usr/bin/python3\n");
     const std::string archive = t.path + "/a.zip";
@@ -542,7 +546,8 @@ TEST_CASE("parallel readers produce the same tree as one reader", "[extract]") {
     for (int i = 0; i < 1200; ++i) {
         std::string name = "pkg" + std::to_string(i % 17) + "/m" + std::to_string(i) + ".py";
         std::string data(static_cast<std::size_t>(100 + (i * 7919) % 20000), '\0');
-        for (std::size_t k = 0; k < data.size(); ++k) data[k] = static_cast<char>('a' + (k * i) % 26);
+        for (std::size_t k = 0; k < data.size(); ++k)
+            data[k] = static_cast<char>('a' + (k * i) % 26);
         entries.push_back({name, data, i % 10 == 0 ? 0100755u : 0100644u});
     }
     entries.push_back({"link", "pkg3", 0120777});

@@ -3,11 +3,6 @@
 #include "store.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
-#include <uv.h>
-
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -18,12 +13,15 @@
 #include <memory>
 #include <netinet/in.h>
 #include <optional>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sstream>
 #include <string>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uv.h>
 #include <vector>
 
 using namespace hearth;
@@ -157,7 +155,8 @@ srv.serve_forever()
 
 std::string pattern(std::size_t n) {
     std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 7 + 3) % 251);
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>((i * 7 + 3) % 251);
     return s;
 }
 
@@ -243,15 +242,15 @@ struct Harness {
     Harness() {
         // Tests talk to 127.0.0.1 only; a proxy from the environment would
         // send them elsewhere.
-        for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                              "ALL_PROXY"})
+        for (const char* v :
+             {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
             ::unsetenv(v);
         REQUIRE(uv_loop_init(&loop) == 0);
         fetcher = std::make_unique<Fetcher>(&loop);
     }
     ~Harness() {
         fetcher.reset();
-        uv_run(&loop, UV_RUN_DEFAULT); // close callbacks of polls and timers
+        uv_run(&loop, UV_RUN_DEFAULT);    // close callbacks of polls and timers
         CHECK(uv_loop_close(&loop) == 0); // every handle was closed
     }
 
@@ -259,16 +258,18 @@ struct Harness {
     bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds limit = 20s) {
         uv_timer_t guard{};
         uv_timer_init(&loop, &guard);
-        uv_timer_start(&guard, [](uv_timer_t*) {}, 5, 5); // wakes UV_RUN_ONCE
+        uv_timer_start(
+            &guard, [](uv_timer_t*) {}, 5, 5); // wakes UV_RUN_ONCE
         auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!pred() && std::chrono::steady_clock::now() < deadline) uv_run(&loop, UV_RUN_ONCE);
+        while (!pred() && std::chrono::steady_clock::now() < deadline)
+            uv_run(&loop, UV_RUN_ONCE);
         uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
         uv_run(&loop, UV_RUN_NOWAIT);
         return pred();
     }
 
-    FetchResult fetch(const std::string& url, const FetchOptions& o, std::shared_ptr<FetchSink> sink,
-                      FetchProgressFn progress = {}) {
+    FetchResult fetch(const std::string& url, const FetchOptions& o,
+                      std::shared_ptr<FetchSink> sink, FetchProgressFn progress = {}) {
         std::optional<FetchResult> r;
         int calls = 0;
         fetcher->start(url, o, std::move(sink), std::move(progress), [&](const FetchResult& res) {
@@ -472,7 +473,8 @@ TEST_CASE("fetch retries a truncated body into a fresh blob", "[fetch]") {
         CHECK(ss.str() == pattern(200000));
         // The first attempt's temp file is gone: only the blob remains.
         int temps = 0;
-        for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir + "/tmp")) ++temps;
+        for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir + "/tmp"))
+            ++temps;
         CHECK(temps == 0);
     }
     std::filesystem::remove_all(dir);
@@ -683,7 +685,8 @@ TEST_CASE("fetch retries refused connections, then reports a network error", "[f
     socklen_t len = sizeof a;
     REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
     ::close(fd);
-    std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x.pex" + secret_query;
+    std::string url =
+        "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x.pex" + secret_query;
 
     Harness h;
     auto sink = std::make_shared<MemorySink>();

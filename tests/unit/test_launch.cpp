@@ -2,9 +2,8 @@
 #include "launch.hpp"
 #include "rpc.hpp"
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 
 using namespace hearth;
 using nlohmann::json;
@@ -117,7 +116,8 @@ TEST_CASE("pex runtime composes with PEX_PATH", "[launch]") {
     in.args = {"a"};
     LaunchPlan plan = plan_launch(in);
     REQUIRE(plan.error.empty());
-    CHECK(plan.argv == std::vector<std::string>{"/usr/bin/python3.11", "/state/trees/sha256/aa", "a"});
+    CHECK(plan.argv ==
+          std::vector<std::string>{"/usr/bin/python3.11", "/state/trees/sha256/aa", "a"});
     CHECK(env_value(plan, "PEX_PATH") == "/state/trees/sha256/bb");
     CHECK(env_value(plan, "PEX_ROOT") == "/state/pex-root");
     CHECK(env_value(plan, "PEX_MODULE") == "app.other");

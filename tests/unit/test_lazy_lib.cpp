@@ -12,112 +12,24 @@
 #include "lazy_lib.hpp"
 #endif
 
-#include <catch2/catch.hpp>
-
 #include <archive.h>
 #include <archive_entry.h>
-#include <curl/curl.h>
-#include <uv.h>
-
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uv.h>
 #include <vector>
 
 extern char** environ;
-
-namespace {
-
-constexpr const char* child_env = "HEARTH_LAZY_LIB_CHILD";
-constexpr const char* child_ok = "lazy-child-ok";
-
-bool mapped(const char* needle) {
-    std::ifstream maps("/proc/self/maps");
-    std::string line;
-    while (std::getline(maps, line))
-        if (line.find(needle) != std::string::npos) return true;
-    return false;
-}
-
-std::size_t count(const std::string& haystack, const std::string& needle) {
-    std::size_t n = 0;
-    for (auto pos = haystack.find(needle); pos != std::string::npos;
-         pos = haystack.find(needle, pos + 1))
-        ++n;
-    return n;
-}
-
-struct ChildResult {
-    int status = -1;
-    std::string output; // stdout and stderr
-};
-
-// Runs this binary afresh with only the test cases matching `spec`, with
-// HEARTH_LAZY_LIB_CHILD=1 and, when `ld_library_path` is given, that
-// LD_LIBRARY_PATH.
-ChildResult run_child(const std::string& spec, const std::string& ld_library_path = "") {
-    // Everything the child needs is built before fork: in between fork and
-    // exec only async-signal-safe calls.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-        if (std::strncmp(*e, "LD_LIBRARY_PATH=", 16) == 0 && !ld_library_path.empty()) continue;
-        env_strings.emplace_back(*e);
-    }
-    env_strings.push_back(std::string(child_env) + "=1");
-    if (!ld_library_path.empty()) env_strings.push_back("LD_LIBRARY_PATH=" + ld_library_path);
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::string arg0 = "unit-tests";
-    std::string arg1 = spec;
-    char* argv[] = {arg0.data(), arg1.data(), nullptr};
-
-    int fds[2];
-    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::dup2(fds[1], 1);
-        ::dup2(fds[1], 2);
-        ::execve("/proc/self/exe", argv, envp.data());
-        ::_exit(127);
-    }
-    ::close(fds[1]);
-    ChildResult r;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fds[0], buf, sizeof buf);
-        if (n > 0) {
-            r.output.append(buf, static_cast<std::size_t>(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        break;
-    }
-    ::close(fds[0]);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    r.status = status;
-    return r;
-}
-
-bool in_child() { return std::getenv(child_env) != nullptr; }
-
-std::string temp_dir() {
-    char tmpl[] = "/tmp/hearth-lazy-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    return tmpl;
-}
-
-} // namespace
 
 // The variadic forwarders: every argument type curl_easy_setopt takes must
 // arrive intact, and curl_easy_getinfo must write through the pointer. Holds
@@ -163,12 +75,17 @@ TEST_CASE("curl setopt and getinfo pass their argument through", "[lazy_lib]") {
     CHECK(std::string(curl_easy_strerror(CURLE_OK)) == "No error");
 }
 
-TEST_CASE("archive_set_error formats the message itself", "[lazy_lib]") {
+TEST_CASE("archive_set_error passes the formatted message", "[lazy_lib]") {
     struct archive* a = archive_read_new();
     REQUIRE(a != nullptr);
-    archive_set_error(a, 5, "read archive: %s at %d (%.3s)", "boom", 42, "abcdef");
+    archive_set_error(a, 5, "read archive: %s at %d", "boom", 42);
     REQUIRE(archive_error_string(a) != nullptr);
-    CHECK(std::string(archive_error_string(a)) == "read archive: boom at 42 (abc)");
+    CHECK(std::string(archive_error_string(a)) == "read archive: boom at 42");
+#ifdef HEARTH_LAZY_LIBS
+    // Only the forwarder knows precisions (libarchive prints "%.3s" as is).
+    archive_set_error(a, 5, "(%.3s) %zu", "abcdef", std::size_t{7});
+    CHECK(std::string(archive_error_string(a)) == "(abc) 7");
+#endif
     // A '%' in the formatted text must not be re-interpreted by libarchive.
     archive_set_error(a, 5, "%s", "100%d done %s");
     CHECK(std::string(archive_error_string(a)) == "100%d done %s");
@@ -176,6 +93,95 @@ TEST_CASE("archive_set_error formats the message itself", "[lazy_lib]") {
 }
 
 #ifdef HEARTH_LAZY_LIBS
+
+namespace {
+
+constexpr const char* child_env = "HEARTH_LAZY_LIB_CHILD";
+constexpr const char* child_ok = "lazy-child-ok";
+
+bool mapped(const char* needle) {
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line))
+        if (line.find(needle) != std::string::npos) return true;
+    return false;
+}
+
+std::size_t count(const std::string& haystack, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto pos = haystack.find(needle); pos != std::string::npos;
+         pos = haystack.find(needle, pos + 1))
+        ++n;
+    return n;
+}
+
+struct ChildResult {
+    int status = -1;
+    std::string output; // stdout and stderr
+};
+
+// Runs this binary afresh with only the test cases matching `spec`, with
+// HEARTH_LAZY_LIB_CHILD=1 and, when `ld_library_path` is given, that
+// LD_LIBRARY_PATH.
+ChildResult run_child(const std::string& spec, const std::string& ld_library_path = "") {
+    // Everything the child needs is built before fork: in between fork and
+    // exec only async-signal-safe calls.
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+        if (std::strncmp(*e, "LD_LIBRARY_PATH=", 16) == 0 && !ld_library_path.empty()) continue;
+        env_strings.emplace_back(*e);
+    }
+    env_strings.push_back(std::string(child_env) + "=1");
+    if (!ld_library_path.empty()) env_strings.push_back("LD_LIBRARY_PATH=" + ld_library_path);
+    std::vector<char*> envp;
+    for (auto& s : env_strings)
+        envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::string arg0 = "unit-tests";
+    std::string arg1 = spec;
+    char* argv[] = {arg0.data(), arg1.data(), nullptr};
+
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::dup2(fds[1], 1);
+        ::dup2(fds[1], 2);
+        ::execve("/proc/self/exe", argv, envp.data());
+        ::_exit(127);
+    }
+    ::close(fds[1]);
+    ChildResult r;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fds[0], buf, sizeof buf);
+        if (n > 0) {
+            r.output.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        break;
+    }
+    ::close(fds[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    r.status = status;
+    return r;
+}
+
+bool in_child() {
+    return std::getenv(child_env) != nullptr;
+}
+
+std::string temp_dir() {
+    char tmpl[] = "/tmp/hearth-lazy-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    return tmpl;
+}
+
+} // namespace
 
 TEST_CASE("Library loads by soname and resolves every symbol", "[lazy_lib]") {
     static const char* const good[] = {"getpid", "strlen"};
@@ -234,9 +240,11 @@ TEST_CASE("without the libraries, callers get errors and the process goes on", "
     // An LD_LIBRARY_PATH entry holding empty files with both sonames makes
     // dlopen find them first and fail ("file too short").
     std::string dir = temp_dir();
-    for (const char* so : {"libarchive.so.13", "libcurl.so.4"}) std::ofstream(dir + "/" + so);
+    for (const char* so : {"libarchive.so.13", "libcurl.so.4"})
+        std::ofstream(dir + "/" + so);
     ChildResult r = run_child("[lazy_child_missing]", dir);
-    for (const char* so : {"libarchive.so.13", "libcurl.so.4"}) ::unlink((dir + "/" + so).c_str());
+    for (const char* so : {"libarchive.so.13", "libcurl.so.4"})
+        ::unlink((dir + "/" + so).c_str());
     ::rmdir(dir.c_str());
     INFO(r.output);
     CHECK(WIFEXITED(r.status));

@@ -8,7 +8,8 @@ using namespace hearth;
 TEST_CASE("text rendering quotes only what needs it", "[log]") {
     CHECK(log::render(log::Format::text, "started", {{"pid", 12}, {"path", "/a/b"}}) ==
           "started pid=12 path=/a/b");
-    CHECK(log::render(log::Format::text, "x", {{"reason", "two words"}}) == "x reason=\"two words\"");
+    CHECK(log::render(log::Format::text, "x", {{"reason", "two words"}}) ==
+          "x reason=\"two words\"");
     CHECK(log::render(log::Format::text, "x", {{"ok", true}, {"s", 1.5}}) == "x ok=true s=1.5");
 }
 

@@ -1,7 +1,6 @@
 #include "options.hpp"
 
 #include <catch2/catch.hpp>
-
 #include <vector>
 
 using namespace hearth;
@@ -33,9 +32,9 @@ TEST_CASE("defaults", "[options]") {
 }
 
 TEST_CASE("values in both spellings and the main command", "[options]") {
-    Options o = ok({"--state-dir", "/s", "--run-dir=/r", "--grace", "2.5", "--log-format=json",
-                    "--log-level", "debug", "--python", "/usr/bin/python3", "--", "sh", "-c",
-                    "exit 3"});
+    Options o =
+        ok({"--state-dir", "/s", "--run-dir=/r", "--grace", "2.5", "--log-format=json",
+            "--log-level", "debug", "--python", "/usr/bin/python3", "--", "sh", "-c", "exit 3"});
     CHECK(o.state_dir == "/s");
     CHECK(o.run_dir == "/r");
     CHECK(o.grace_s == 2.5);

@@ -1,15 +1,13 @@
 #include "output.hpp"
 
 #include <catch2/catch.hpp>
-
 #include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 using namespace hearth;
@@ -52,7 +50,8 @@ std::string read_to_eof(int fd) {
     std::string out;
     char buf[65536];
     ssize_t n;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(fd, buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<size_t>(n));
     return out;
 }
 
@@ -60,7 +59,8 @@ std::vector<std::string> split_lines(const std::string& s) {
     std::vector<std::string> out;
     std::istringstream in(s);
     std::string line;
-    while (std::getline(in, line)) out.push_back(line);
+    while (std::getline(in, line))
+        out.push_back(line);
     return out;
 }
 
@@ -82,7 +82,8 @@ std::vector<std::string> split_all(std::initializer_list<std::string_view> chunk
         out.emplace_back(l);
         return true;
     };
-    for (auto c : chunks) REQUIRE(sp.feed(c, emit));
+    for (auto c : chunks)
+        REQUIRE(sp.feed(c, emit));
     if (finish) sp.finish(emit);
     return out;
 }
@@ -102,7 +103,8 @@ bool is_timestamp(const std::string& s) {
 
 TEST_CASE("LineRing keeps the newest lines within its bounds", "[output]") {
     LineRing ring(3, 1000);
-    for (int i = 0; i < 5; ++i) ring.push(line("l" + std::to_string(i)));
+    for (int i = 0; i < 5; ++i)
+        ring.push(line("l" + std::to_string(i)));
     CHECK(ring.size() == 3);
     CHECK(ring.dropped() == 2);
     CHECK(ring.pushed() == 5);
@@ -134,11 +136,11 @@ TEST_CASE("LineRing keeps the newest lines within its bounds", "[output]") {
 
 TEST_CASE("LineSplitter splits across reads and handles CRLF", "[output]") {
     CHECK(split_all({"ab", "c\nde", "f\r\n"}) == Lines{"abc", "def"});
-    CHECK(split_all({"a\rb\n"}) == Lines{"a\rb"});          // only a trailing \r goes
-    CHECK(split_all({"x\r\r\n"}) == Lines{"x\r"});          // and only one
+    CHECK(split_all({"a\rb\n"}) == Lines{"a\rb"}); // only a trailing \r goes
+    CHECK(split_all({"x\r\r\n"}) == Lines{"x\r"}); // and only one
     CHECK(split_all({"one\r", "\ntwo\n"}) == Lines{"one", "two"});
     CHECK(split_all({"\n\n"}) == Lines{"", ""});
-    CHECK(split_all({"a\nb\nlast"}) == Lines{"a", "b", "last"});  // EOF, partial last line
+    CHECK(split_all({"a\nb\nlast"}) == Lines{"a", "b", "last"}); // EOF, partial last line
     CHECK(split_all({"a\nb\nlast"}, 64 * 1024, false) == Lines{"a", "b"});
     CHECK(split_all({std::string_view("bin\xff\xfe\x00z\n", 8)}) ==
           Lines{std::string("bin\xff\xfe\x00z", 7)});
@@ -198,7 +200,8 @@ TEST_CASE("LineSplitter cuts lines longer than 64 KiB", "[output]") {
         INFO("chunk " << chunk);
         CHECK(got == whole);
     }
-    for (const auto& l : whole) CHECK(l.size() <= max);
+    for (const auto& l : whole)
+        CHECK(l.size() <= max);
 }
 
 TEST_CASE("RotatingFile writes TS stream text lines and rotates", "[output]") {
@@ -208,12 +211,12 @@ TEST_CASE("RotatingFile writes TS stream text lines and rotates", "[output]") {
         CHECK(f.path() == (t.path / "loc-1.log").string());
         for (int i = 0; i < 20; ++i)
             f.write(line("line number " + std::to_string(i), i % 2 ? Stream::err : Stream::out));
-    }  // destructor flushes
+    } // destructor flushes
     std::string cur = slurp(t.path / "loc-1.log");
     std::string old = slurp(t.path / "loc-1.log.1");
     CHECK(cur.size() <= 400);
     CHECK(old.size() <= 400);
-    CHECK(old.size() > 300);  // rotated when the next line would not fit
+    CHECK(old.size() > 300); // rotated when the next line would not fit
     auto lines = split_lines(cur);
     REQUIRE_FALSE(lines.empty());
     for (const auto& l : lines) {
@@ -257,7 +260,7 @@ TEST_CASE("RotatingFile survives I/O errors and recovers", "[output]") {
     fs::path dir = t.path / "not-yet";
     RotatingFile f(dir.string(), "x");
     f.write(line("lost"));
-    f.flush();  // no directory: dropped, logged, no exception
+    f.flush(); // no directory: dropped, logged, no exception
     CHECK(f.lost_bytes() > 0);
     CHECK_FALSE(f.has_pending());
     fs::create_directories(dir);
@@ -269,7 +272,7 @@ TEST_CASE("RotatingFile survives I/O errors and recovers", "[output]") {
 
     if (::access("/dev/full", W_OK) == 0) {
         fs::create_symlink("/dev/full", t.path / "full.log");
-        RotatingFile full(t.path.string(), "full");  // O_NOFOLLOW: open fails, no crash
+        RotatingFile full(t.path.string(), "full"); // O_NOFOLLOW: open fails, no crash
         full.write(line("x"));
         full.flush();
         CHECK(full.lost_bytes() > 0);
@@ -284,18 +287,19 @@ TEST_CASE("StdoutForwarder prefixes lines with the location", "[output]") {
     CHECK(fw.flush_and_stop(10s));
     CHECK(fw.forwarded() == 2);
     CHECK(fw.dropped() == 0);
-    fw.forward("late", "x");  // after stop: dropped, not written
+    fw.forward("late", "x"); // after stop: dropped, not written
     CHECK(fw.dropped() == 1);
     p.w.reset();
     CHECK(read_to_eof(p.r.get()) == "[analytics] hello\n[other] bin\xff\n");
 }
 
 TEST_CASE("StdoutForwarder drops when stdout blocks and reports the gap", "[output]") {
-    Pipe p;  // nobody reads it until the end: the writer thread blocks
+    Pipe p; // nobody reads it until the end: the writer thread blocks
     const int total = 20000;
     const std::string payload(1000, 'p');
     StdoutForwarder fw(p.w.get(), 256 * 1024);
-    for (int i = 0; i < total; ++i) fw.forward("loc", payload);  // must never block
+    for (int i = 0; i < total; ++i)
+        fw.forward("loc", payload); // must never block
     // At most queue (256 KiB) + pipe buffer bytes can have been accepted.
     CHECK(fw.dropped() > static_cast<uint64_t>(total) / 2);
 
@@ -326,7 +330,8 @@ TEST_CASE("StdoutForwarder gives up on a stuck target after the timeout", "[outp
     Pipe p;
     StdoutForwarder fw(p.w.get(), 1 << 20);
     std::string big(4096, 'b');
-    for (int i = 0; i < 200; ++i) fw.forward("loc", big);  // > 64 KiB pipe buffer
+    for (int i = 0; i < 200; ++i)
+        fw.forward("loc", big); // > 64 KiB pipe buffer
     CHECK_FALSE(fw.flush_and_stop(50ms));
     // The detached writer ends once its write fails (reader gone -> EPIPE);
     // wait for that before the write end's fd number can be reused.
@@ -344,7 +349,7 @@ struct CaptureFixture {
     uv_loop_t loop{};
     CaptureFixture() { REQUIRE(uv_loop_init(&loop) == 0); }
     ~CaptureFixture() {
-        uv_run(&loop, UV_RUN_DEFAULT);  // let close callbacks free everything
+        uv_run(&loop, UV_RUN_DEFAULT); // let close callbacks free everything
         CHECK(uv_loop_close(&loop) == 0);
     }
 };
@@ -375,12 +380,13 @@ TEST_CASE_METHOD(CaptureFixture, "OutputCapture delivers lines to every sink", "
     CHECK(cap->at_eof());
     REQUIRE(ring.size() == 4);
     std::vector<std::string> out_lines, err_lines;
-    for (auto& l : ring.tail(4)) (l.stream == Stream::out ? out_lines : err_lines).push_back(l.text);
+    for (auto& l : ring.tail(4))
+        (l.stream == Stream::out ? out_lines : err_lines).push_back(l.text);
     CHECK(out_lines == Lines{"first", "second", "part"});
     CHECK(err_lines == Lines{"oops"});
     CHECK(seen.size() == 4);
 
-    std::string file = slurp(t.path / "loc-1.log");  // flushed at EOF
+    std::string file = slurp(t.path / "loc-1.log"); // flushed at EOF
     CHECK(file.find(" stdout first\n") != std::string::npos);
     CHECK(file.find(" stdout part\n") != std::string::npos);
     CHECK(file.find(" stderr oops\n") != std::string::npos);
@@ -393,9 +399,8 @@ TEST_CASE_METHOD(CaptureFixture, "OutputCapture delivers lines to every sink", "
     CHECK(fwd == Lines{"[loc] first", "[loc] oops", "[loc] part", "[loc] second"});
 }
 
-TEST_CASE_METHOD(CaptureFixture, "OutputCapture keeps going when stdout is blocked",
-                 "[output]") {
-    Pipe out, err, blocked;  // nobody ever reads `blocked`
+TEST_CASE_METHOD(CaptureFixture, "OutputCapture keeps going when stdout is blocked", "[output]") {
+    Pipe out, err, blocked; // nobody ever reads `blocked`
     LineRing ring(100000, 64u << 20);
     StdoutForwarder fw(blocked.w.get(), 64 * 1024);
     OutputCapture cap(&loop, std::move(out.r), std::move(err.r), ring, nullptr, &fw, "loc");
@@ -407,18 +412,19 @@ TEST_CASE_METHOD(CaptureFixture, "OutputCapture keeps going when stdout is block
     std::thread producer([&, w = std::move(out.w)] {
         std::string l(511, 'o');
         l += '\n';
-        for (int i = 0; i < total; ++i) write_all(w.get(), l);
+        for (int i = 0; i < total; ++i)
+            write_all(w.get(), l);
     });
     err.w.reset();
-    uv_run(&loop, UV_RUN_DEFAULT);  // returns only after both pipes hit EOF
+    uv_run(&loop, UV_RUN_DEFAULT); // returns only after both pipes hit EOF
     producer.join();
 
     CHECK(closed);
     CHECK(ring.pushed() == static_cast<uint64_t>(total));
     CHECK(fw.dropped() > 0);
     CHECK(fw.forwarded() + fw.dropped() <= static_cast<uint64_t>(total));
-    blocked.r.reset();  // unblocks the writer (EPIPE)
-    CHECK_FALSE(fw.flush_and_stop(10s));  // the target broke: not everything was written
+    blocked.r.reset();                   // unblocks the writer (EPIPE)
+    CHECK_FALSE(fw.flush_and_stop(10s)); // the target broke: not everything was written
 }
 
 TEST_CASE_METHOD(CaptureFixture, "OutputCapture::drain_now reads without the loop", "[output]") {
@@ -434,16 +440,15 @@ TEST_CASE_METHOD(CaptureFixture, "OutputCapture::drain_now reads without the loo
     CHECK(ring.tail(1)[0].text == "b");
     CHECK(closed == 0);
     out.w.reset();
-    cap.drain_now();  // EOF: the partial line, then on_closed (stderr was never open)
+    cap.drain_now(); // EOF: the partial line, then on_closed (stderr was never open)
     REQUIRE(ring.size() == 3);
     CHECK(ring.tail(1)[0].text == "partial");
     CHECK(closed == 1);
-    cap.drain_now();  // nothing more, no second notification
+    cap.drain_now(); // nothing more, no second notification
     CHECK(closed == 1);
 }
 
-TEST_CASE_METHOD(CaptureFixture, "OutputCapture may be destroyed from its callbacks",
-                 "[output]") {
+TEST_CASE_METHOD(CaptureFixture, "OutputCapture may be destroyed from its callbacks", "[output]") {
     Pipe out, err;
     LineRing ring;
     auto cap = std::make_unique<OutputCapture>(&loop, std::move(out.r), std::move(err.r), ring,
@@ -454,7 +459,7 @@ TEST_CASE_METHOD(CaptureFixture, "OutputCapture may be destroyed from its callba
     };
     REQUIRE(cap->start());
     write_all(out.w.get(), "1\n2\n3\n4\n");
-    uv_run(&loop, UV_RUN_DEFAULT);  // runs until the handles are closed
+    uv_run(&loop, UV_RUN_DEFAULT); // runs until the handles are closed
     CHECK(lines == 2);
     CHECK(cap == nullptr);
     CHECK(ring.size() == 2);

@@ -1,13 +1,11 @@
 #include "pex_info.hpp"
 
 #include <catch2/catch.hpp>
-
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -18,7 +16,8 @@ namespace {
 
 // PEX-INFO as pex 2.100.7 wrote it for `pex -D src -e app.main:main_none
 // --inject-env ... --inject-args ...` (shape and key names are real).
-constexpr const char* kRealPexInfo = R"({"bind_resource_paths":{},"bootstrap_hash":"712ada97f24d869d78414e4a8c6505d069e1a70a","build_properties":{"pex_version":"2.100.7"},"code_hash":"0d1f1c17784e05b24f18f8ce8cc0191db36e6094","deps_are_wheel_files":false,"distributions":{"beta-2.0-py3-none-any.whl":"9e1e8234271565433d60ea906e73cef39f40eb686d896d0c788e155357a2b5bd","alpha-1.0-py3-none-any.whl":"31cbb8f2c005021dee57de69c496d9a185817ef22d585c23278367df130b89c1"},"emit_warnings":true,"entry_point":"app.main:main_none","excluded":[],"ignore_errors":false,"includes_tools":false,"inherit_path":"false","inject_args":["--injected","port={pex.env.INJ_B}:{{x}}"],"inject_env":{"INJ_A":"fromfile","INJ_B":"b"},"inject_python_args":["-X","utf8"],"interpreter_constraints":["CPython>=3.8"],"interpreter_selection_strategy":"oldest","max_install_jobs":1,"overridden":[],"pex_hash":"462fd2e78f92780489c06a770785893655ac390f","pex_path":"","pex_paths":[],"requirements":["beta"],"strip_pex_env":true,"venv":false,"venv_bin_path":"false","venv_copies":false,"venv_hermetic_scripts":true,"venv_site_packages_copies":false,"venv_system_site_packages":false})";
+constexpr const char* kRealPexInfo =
+    R"({"bind_resource_paths":{},"bootstrap_hash":"712ada97f24d869d78414e4a8c6505d069e1a70a","build_properties":{"pex_version":"2.100.7"},"code_hash":"0d1f1c17784e05b24f18f8ce8cc0191db36e6094","deps_are_wheel_files":false,"distributions":{"beta-2.0-py3-none-any.whl":"9e1e8234271565433d60ea906e73cef39f40eb686d896d0c788e155357a2b5bd","alpha-1.0-py3-none-any.whl":"31cbb8f2c005021dee57de69c496d9a185817ef22d585c23278367df130b89c1"},"emit_warnings":true,"entry_point":"app.main:main_none","excluded":[],"ignore_errors":false,"includes_tools":false,"inherit_path":"false","inject_args":["--injected","port={pex.env.INJ_B}:{{x}}"],"inject_env":{"INJ_A":"fromfile","INJ_B":"b"},"inject_python_args":["-X","utf8"],"interpreter_constraints":["CPython>=3.8"],"interpreter_selection_strategy":"oldest","max_install_jobs":1,"overridden":[],"pex_hash":"462fd2e78f92780489c06a770785893655ac390f","pex_path":"","pex_paths":[],"requirements":["beta"],"strip_pex_env":true,"venv":false,"venv_bin_path":"false","venv_copies":false,"venv_hermetic_scripts":true,"venv_site_packages_copies":false,"venv_system_site_packages":false})";
 
 PexInfo parse_ok(const std::string& text) {
     PexInfo info;
@@ -200,7 +199,8 @@ TEST_CASE("parse_layout_json", "[pex_info]") {
                                       error));
     CHECK(l.sys_path_entries == std::vector<std::string>{"."});
 
-    CHECK_FALSE(hearth::parse_layout_json(R"({"record_relpath":"r"})", "/t/.layout.json", l, error));
+    CHECK_FALSE(
+        hearth::parse_layout_json(R"({"record_relpath":"r"})", "/t/.layout.json", l, error));
     CHECK_THAT(error, Catch::Contains("/t/.layout.json") && Catch::Contains("stash_dir"));
     CHECK_FALSE(hearth::parse_layout_json(
         R"({"record_relpath":"r","stash_dir":"s","sys_path_entries":["../up"]})", "F", l, error));
@@ -225,7 +225,7 @@ TEST_CASE("project names, markers and wheel tags", "[pex_info]") {
     CHECK(marker_applies("extra == \"Socks_X\"", {"socks-x"}, unknown));
     CHECK(marker_applies("python_version >= '3.8'", {}, py311));
     CHECK_FALSE(marker_applies("python_version < \"3.8\"", {}, py311));
-    CHECK(marker_applies("python_version < \"3.8\"", {}, unknown));  // unknown counts as true
+    CHECK(marker_applies("python_version < \"3.8\"", {}, unknown)); // unknown counts as true
     CHECK_FALSE(marker_applies("'3.12' <= python_version", {}, py311));
     CHECK(marker_applies("python_full_version == '3.11.*'", {}, py311));
     CHECK_FALSE(marker_applies("python_version ~= '3.12'", {}, py311));
@@ -233,8 +233,8 @@ TEST_CASE("project names, markers and wheel tags", "[pex_info]") {
     CHECK(marker_applies("sys_platform == 'win32' or (platform_machine == 'x86_64' and "
                          "python_version > '3.9')",
                          {}, py311));
-    CHECK_FALSE(marker_applies("(extra == 'a' or extra == 'b') and os_name != 'posix'", {"a"},
-                               py311));
+    CHECK_FALSE(
+        marker_applies("(extra == 'a' or extra == 'b') and os_name != 'posix'", {"a"}, py311));
     CHECK(marker_applies("'linux' in sys_platform", {}, unknown));
     CHECK(marker_applies("this is not a marker ((", {}, py311));
 
@@ -242,7 +242,8 @@ TEST_CASE("project names, markers and wheel tags", "[pex_info]") {
     CHECK(wheel_tag_rank("a-1-py3-none-any.whl", unknown) == 0);
     const int any = wheel_tag_rank("a-1-py3-none-any.whl", py311);
     const int abi3 = wheel_tag_rank("a-1-cp38-abi3-manylinux_2_17_x86_64.whl", py311);
-    const int exact = wheel_tag_rank("a-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", py311);
+    const int exact =
+        wheel_tag_rank("a-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", py311);
     CHECK(any >= 0);
     CHECK(abi3 > any);
     CHECK(exact > abi3);
@@ -263,13 +264,13 @@ TEST_CASE("build_sys_path follows pex's activation order", "[pex_info]") {
     // beta requires alpha; gamma requires nothing reachable (its marker is
     // false for 3.11); zeta is in the pex but no requirement reaches it.
     // alpha and beta require each other: the walk must terminate.
-    add_chroot(deps, "alpha-1.0-py3-none-any.whl", "alpha-1.0.dist-info",
-               "Requires-Dist: beta\n");
+    add_chroot(deps, "alpha-1.0-py3-none-any.whl", "alpha-1.0.dist-info", "Requires-Dist: beta\n");
     add_chroot(deps, "beta-2.0-py3-none-any.whl", "beta-2.0.dist-info",
                "Requires-Dist: Alpha (>=1)\nRequires-Dist: missing ; extra == 'x'\n");
-    add_chroot(deps, "gamma-0.5-py3-none-any.whl", "gamma-0.5.dist-info",
-               "Requires-Dist: zeta ; python_version < '3'\n",
-               R"({"record_relpath":"gamma-0.5.dist-info/RECORD","stash_dir":".prefix","sys_path_entries":[".",".prefix/platlib"]})");
+    add_chroot(
+        deps, "gamma-0.5-py3-none-any.whl", "gamma-0.5.dist-info",
+        "Requires-Dist: zeta ; python_version < '3'\n",
+        R"({"record_relpath":"gamma-0.5.dist-info/RECORD","stash_dir":".prefix","sys_path_entries":[".",".prefix/platlib"]})");
     add_chroot(deps, "zeta-1.0-py3-none-any.whl", "zeta-1.0.dist-info");
 
     PexInfo src_info, deps_info;
@@ -281,19 +282,22 @@ TEST_CASE("build_sys_path follows pex's activation order", "[pex_info]") {
     std::vector<std::string> path;
     std::string error;
     const hearth::PythonTarget py311{3, 11, 0, "x86_64"};
-    REQUIRE(hearth::build_sys_path({{src.string(), &src_info}, {deps.string(), &deps_info}},
-                                   py311, path, error));
+    REQUIRE(hearth::build_sys_path({{src.string(), &src_info}, {deps.string(), &deps_info}}, py311,
+                                   path, error));
     std::vector<std::string> rels;
-    for (const auto& p : path) rels.push_back(rel(dir.path(), p));
+    for (const auto& p : path)
+        rels.push_back(rel(dir.path(), p));
     CHECK(rels == std::vector<std::string>{
-                      "deps", "src",
+                      "deps",
+                      "src",
                       "deps/.deps/beta-2.0-py3-none-any.whl",
                       "deps/.deps/alpha-1.0-py3-none-any.whl",
                       "deps/.deps/gamma-0.5-py3-none-any.whl",
                       "deps/.deps/gamma-0.5-py3-none-any.whl/.prefix/platlib",
                       "deps/.deps/zeta-1.0-py3-none-any.whl",
                   });
-    for (const auto& p : path) CHECK(fs::path(p).is_absolute());
+    for (const auto& p : path)
+        CHECK(fs::path(p).is_absolute());
 
     SECTION("a fallback pex inserts its distributions at the head") {
         deps_info.inherit_path = InheritPath::fallback;
@@ -302,7 +306,7 @@ TEST_CASE("build_sys_path follows pex's activation order", "[pex_info]") {
         CHECK(rel(dir.path(), path.front()) == "deps/.deps/zeta-1.0-py3-none-any.whl");
         CHECK(rel(dir.path(), path[4]) == "deps/.deps/beta-2.0-py3-none-any.whl");
         CHECK(rel(dir.path(), path[5]) == "deps");
-        CHECK(rel(dir.path(), path.back()) == "src");  // the main root ends the head
+        CHECK(rel(dir.path(), path.back()) == "src"); // the main root ends the head
     }
 
     SECTION("the same wheel in two trees is activated once, from the first") {
@@ -314,10 +318,9 @@ TEST_CASE("build_sys_path follows pex's activation order", "[pex_info]") {
         deps2_info.requirements = {"alpha", "omega"};
         deps2_info.distributions = {{"alpha-1.0-py3-none-any.whl", "fp"},
                                     {"omega-1.0-py3-none-any.whl", "fp"}};
-        REQUIRE(hearth::build_sys_path({{src.string(), &src_info},
-                                        {deps.string(), &deps_info},
-                                        {deps2.string(), &deps2_info}},
-                                       py311, path, error));
+        REQUIRE(hearth::build_sys_path(
+            {{src.string(), &src_info}, {deps.string(), &deps_info}, {deps2.string(), &deps2_info}},
+            py311, path, error));
         REQUIRE(path.size() == 9);
         CHECK(rel(dir.path(), path[0]) == "deps2");
         CHECK(rel(dir.path(), path[1]) == "deps");
@@ -327,15 +330,15 @@ TEST_CASE("build_sys_path follows pex's activation order", "[pex_info]") {
 
     SECTION("a malformed .layout.json is an error naming the file") {
         write(deps / ".deps" / "alpha-1.0-py3-none-any.whl" / ".layout.json", "{\"stash_dir\":");
-        CHECK_FALSE(hearth::build_sys_path(
-            {{src.string(), &src_info}, {deps.string(), &deps_info}}, py311, path, error));
+        CHECK_FALSE(hearth::build_sys_path({{src.string(), &src_info}, {deps.string(), &deps_info}},
+                                           py311, path, error));
         CHECK_THAT(error, Catch::Contains("alpha-1.0-py3-none-any.whl/.layout.json"));
     }
 
     SECTION("a missing chroot is an error") {
         deps_info.distributions.emplace_back("ghost-1-py3-none-any.whl", "fp");
-        CHECK_FALSE(hearth::build_sys_path(
-            {{src.string(), &src_info}, {deps.string(), &deps_info}}, py311, path, error));
+        CHECK_FALSE(hearth::build_sys_path({{src.string(), &src_info}, {deps.string(), &deps_info}},
+                                           py311, path, error));
         CHECK_THAT(error, Catch::Contains("ghost-1-py3-none-any.whl"));
     }
 
@@ -394,7 +397,8 @@ TEST_CASE("build_sys_path uses unpacked raw wheels", "[pex_info]") {
     std::string error;
     REQUIRE(hearth::build_sys_path(deps.string(), info, path, error));
     std::vector<std::string> rels;
-    for (const auto& p : path) rels.push_back(rel(deps, p));
+    for (const auto& p : path)
+        rels.push_back(rel(deps, p));
     CHECK(rels == std::vector<std::string>{
                       ".",
                       ".hearth/wheels/" + plat,
@@ -415,10 +419,10 @@ TEST_CASE("pex environment: strip PEX_*, inject_env as defaults, inject_args", "
     std::map<std::string, std::string> env{
         {"INJ_A", "fromenv"}, {"PEX_ROOT", "/x"}, {"PEX", "/keep"}, {"HOME", "/root"}};
     hearth::apply_pex_environment(info, env);
-    CHECK(env.at("INJ_A") == "fromenv");  // the environment wins over inject_env
+    CHECK(env.at("INJ_A") == "fromenv"); // the environment wins over inject_env
     CHECK(env.at("INJ_B") == "b");
     CHECK(env.count("PEX_ROOT") == 0);
-    CHECK(env.at("PEX") == "/keep");  // only the PEX_ prefix is stripped
+    CHECK(env.at("PEX") == "/keep"); // only the PEX_ prefix is stripped
 
     std::vector<std::string> args;
     std::string error;

@@ -1,16 +1,14 @@
 #include "python.hpp"
 
 #include <catch2/catch.hpp>
-
+#include <cstdlib>
 #include <fcntl.h>
+#include <filesystem>
+#include <fstream>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 
 extern char** environ;
 
@@ -59,7 +57,9 @@ Constraint constraint(const std::string& text) {
     return c;
 }
 
-bool match(const std::string& text, const Interpreter& i) { return matches(i, constraint(text)); }
+bool match(const std::string& text, const Interpreter& i) {
+    return matches(i, constraint(text));
+}
 
 std::string constraint_error(const std::string& text) {
     Constraint c;
@@ -78,7 +78,8 @@ std::string run(const std::vector<std::string>& argv, int& status) {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = -1;
     int rc = ::posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
@@ -88,7 +89,8 @@ std::string run(const std::vector<std::string>& argv, int& status) {
     std::string out;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<size_t>(n));
     ::close(fds[0]);
     REQUIRE(::waitpid(pid, &status, 0) == pid);
     return out;
@@ -101,12 +103,12 @@ TEST_CASE("python_candidates scans PATH newest first and dedupes by realpath", "
     fs::path a = t.path / "a", b = t.path / "b", c = t.path / "c";
     make_file(a / "python3.9", "", 0755);
     make_file(a / "python3.12", "", 0755);
-    make_file(a / "python3.6", "", 0755);        // too old: not a candidate name
-    make_file(a / "python3.11", "", 0644);       // not executable
-    fs::create_directories(a / "python3.10");    // a directory, not a file
-    fs::create_symlink("python3.12", a / "python3");  // same file as python3.12
+    make_file(a / "python3.6", "", 0755);            // too old: not a candidate name
+    make_file(a / "python3.11", "", 0644);           // not executable
+    fs::create_directories(a / "python3.10");        // a directory, not a file
+    fs::create_symlink("python3.12", a / "python3"); // same file as python3.12
     make_file(b / "python", "", 0755);
-    fs::create_symlink(a / "python3.9", b / "python3.9");  // same as a/python3.9
+    fs::create_symlink(a / "python3.9", b / "python3.9"); // same as a/python3.9
     make_file(b / "python3.20", "", 0755);
     make_file(c / "python3", "", 0755);
 
@@ -130,10 +132,10 @@ TEST_CASE("python_candidates uses configured interpreters only", "[python]") {
     fs::create_symlink("python3.11", a / "py");
     std::vector<std::string> configured = {
         (a / "python3.11").string(),
-        "python3.12",                  // bare name: looked up on PATH
-        (a / "py").string(),           // same file as the first: dropped
-        "/nonexistent/python9",        // kept: the probe will say it is missing
-        "nosuchpython",                // not on PATH: kept bare
+        "python3.12",           // bare name: looked up on PATH
+        (a / "py").string(),    // same file as the first: dropped
+        "/nonexistent/python9", // kept: the probe will say it is missing
+        "nosuchpython",         // not on PATH: kept bare
     };
     auto got = python_candidates(a.string(), configured);
     std::vector<std::string> want = {(a / "python3.11").string(), (a / "python3.12").string(),
@@ -153,8 +155,8 @@ TEST_CASE("probe output parsing", "[python]") {
     CHECK(i->version() == "3.11.2");
 
     // Noise before the marker (a chatty wrapper) is ignored; \r\n tolerated.
-    i = parse_probe_output("pyenv: hello\r\nHEARTH-PROBE-1\r\n/opt/pypy/bin/pypy3\r\npypy\r\n3.10.14",
-                           err);
+    i = parse_probe_output(
+        "pyenv: hello\r\nHEARTH-PROBE-1\r\n/opt/pypy/bin/pypy3\r\npypy\r\n3.10.14", err);
     REQUIRE(i);
     CHECK(i->implementation == "PyPy");
     CHECK(i->path == "/opt/pypy/bin/pypy3");
@@ -309,9 +311,9 @@ TEST_CASE("constraint matching follows pex and PEP 440", "[python]") {
     CHECK(match("CPython>=3.8,<4", cp3112));
     CHECK(match("CPython>=3.8,<4", cp380));
     CHECK_FALSE(match("CPython>=3.8,<4", pypy));
-    CHECK(match(">=3.9", pypy));  // no name: any implementation
+    CHECK(match(">=3.9", pypy)); // no name: any implementation
     CHECK_FALSE(match(">=3.9", cp380));
-    CHECK(match("cpython>=3.8", cp3112));  // names compare case-insensitively
+    CHECK(match("cpython>=3.8", cp3112)); // names compare case-insensitively
     CHECK(match("PyPy", pypy));
     CHECK_FALSE(match("PyPy", cp3112));
     CHECK_FALSE(match("Jython", cp3112));
@@ -320,7 +322,7 @@ TEST_CASE("constraint matching follows pex and PEP 440", "[python]") {
     CHECK(match("CPython==3.11.*", cp3112));
     CHECK_FALSE(match("CPython==3.11.*", cp3124));
     CHECK(match("==3.*", cp3124));
-    CHECK(match("==3.8", cp380));       // 3.8 == 3.8.0
+    CHECK(match("==3.8", cp380)); // 3.8 == 3.8.0
     CHECK(match("==3.8.0.0", cp380));
     CHECK_FALSE(match("==3.8", interp("CPython", 3, 8, 1)));
     CHECK(match("==3.8.0.*", cp380));
@@ -329,11 +331,11 @@ TEST_CASE("constraint matching follows pex and PEP 440", "[python]") {
     CHECK_FALSE(match("!=3.11.*", cp3112));
     CHECK(match("!=3.11.1", cp3112));
     CHECK_FALSE(match("!=3.11.2", cp3112));
-    CHECK_FALSE(match("==3.11.2+local", cp3112));  // a local spec needs a local candidate
+    CHECK_FALSE(match("==3.11.2+local", cp3112)); // a local spec needs a local candidate
     CHECK(match("!=3.11.2+local", cp3112));
     CHECK(match("==0!3.11.2", cp3112));
     CHECK_FALSE(match("==1!3.11.2", cp3112));
-    CHECK_FALSE(match(">=1!0", cp3112));  // any epoch 1 version is newer
+    CHECK_FALSE(match(">=1!0", cp3112)); // any epoch 1 version is newer
 
     // Ordered comparisons, including pre/post/dev spec versions.
     CHECK(match("<3.12", cp3112));
@@ -345,9 +347,9 @@ TEST_CASE("constraint matching follows pex and PEP 440", "[python]") {
     CHECK_FALSE(match("<3.11.2", cp3112));
     CHECK(match("<3.12.0a1", cp3112));
     CHECK_FALSE(match("<3.12.0a1", interp("CPython", 3, 12, 0)));
-    CHECK(match(">3.12.0rc2", interp("CPython", 3, 12, 0)));   // final > rc
+    CHECK(match(">3.12.0rc2", interp("CPython", 3, 12, 0))); // final > rc
     CHECK(match(">3.12.0.dev1", interp("CPython", 3, 12, 0)));
-    CHECK_FALSE(match(">=3.12.0.post1", interp("CPython", 3, 12, 0)));  // post > final
+    CHECK_FALSE(match(">=3.12.0.post1", interp("CPython", 3, 12, 0))); // post > final
     CHECK(match("<3.12.0.post1", interp("CPython", 3, 12, 0)));
 
     // ~= compatible release.

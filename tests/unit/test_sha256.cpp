@@ -2,7 +2,6 @@
 #include "sha256.hpp"
 
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -98,7 +97,8 @@ TEST_CASE("sha256_file hashes files of any size and names the path on error", "[
 
     // Larger than the internal buffer, not a multiple of it.
     std::string big(3 * (1 << 20) + 12345, '\0');
-    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 131) ^ (i >> 9));
+    for (std::size_t i = 0; i < big.size(); ++i)
+        big[i] = static_cast<char>((i * 131) ^ (i >> 9));
     const std::string bigpath = t.path + "/big";
     write_file(bigpath, big);
     r = sha256_file(bigpath);

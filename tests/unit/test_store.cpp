@@ -2,15 +2,13 @@
 #include "sha256.hpp"
 #include "store.hpp"
 
-#include <catch2/catch.hpp>
-
 #include <archive.h>
 #include <archive_entry.h>
-
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <csignal>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -84,7 +82,8 @@ std::string make_zip(const std::string& scratch, const std::vector<File>& files,
 
 std::vector<std::string> names_in(const std::string& dir) {
     std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(dir))
+        out.push_back(e.path().filename().string());
     return out;
 }
 
@@ -96,11 +95,12 @@ mode_t mode_of(const std::string& path) {
 
 // A pex (shebang + zip) whose .deps holds one raw wheel, plus its digest.
 std::pair<std::string, std::string> pex_with_wheel(const std::string& dir) {
-    const std::string wheel = make_zip(dir + "/w.zip",
-                                       {{"requests/__init__.py", "VERSION = '2.0'\n"},
-                                        {"requests-2.0.dist-info/RECORD", "requests/__init__.py,,\n"},
-                                        {"requests/cli.py", "#!/usr/bin/python3\n", 0755}},
-                                       false);
+    const std::string wheel =
+        make_zip(dir + "/w.zip",
+                 {{"requests/__init__.py", "VERSION = '2.0'\n"},
+                  {"requests-2.0.dist-info/RECORD", "requests/__init__.py,,\n"},
+                  {"requests/cli.py", "#!/usr/bin/python3\n", 0755}},
+                 false);
     const std::string pex = make_zip(dir + "/p.zip",
                                      {{"PEX-INFO", "{\"deps_are_wheel_files\": true}"},
                                       {"__main__.py", "import sys\n", 0755},
@@ -179,7 +179,8 @@ TEST_CASE("import_file verifies, publishes read-only, and hits the cache", "[sto
     CHECK(names_in(t.path + "/state/tmp").empty());
 
     // A copy, never a link: changing the source leaves the blob intact.
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     REQUIRE(::stat(src.c_str(), &a) == 0);
     REQUIRE(::stat(r.path.c_str(), &b) == 0);
     CHECK(a.st_ino != b.st_ino);
@@ -231,8 +232,8 @@ TEST_CASE("import_file refuses a digest mismatch and bad input", "[store]") {
     CHECK(r.status == StoreStatus::io_error);
 
     // Bad digest strings never reach the filesystem.
-    for (std::string bad : {std::string("../../../etc"), expected.substr(1), std::string(64, 'A'),
-                            std::string()}) {
+    for (std::string bad :
+         {std::string("../../../etc"), expected.substr(1), std::string(64, 'A'), std::string()}) {
         CHECK(s.import_file(src, bad).status == StoreStatus::invalid_digest);
         CHECK(s.ensure_tree(bad).status == StoreStatus::invalid_digest);
         CHECK(s.remove_tree(bad).status == StoreStatus::invalid_digest);
@@ -397,9 +398,9 @@ TEST_CASE("ensure_tree refuses bad archives and leaves nothing behind", "[store]
     }
     SECTION("a .hearth entry next to raw wheels") {
         const std::string wheel = make_zip(t.path + "/w.zip", {{"m.py", "x"}}, true);
-        const std::string pex = make_zip(
-            t.path + "/p.zip", {{".hearth/wheels/x.whl/m.py", "planted"}, {".deps/x.whl", wheel}},
-            true);
+        const std::string pex =
+            make_zip(t.path + "/p.zip",
+                     {{".hearth/wheels/x.whl/m.py", "planted"}, {".deps/x.whl", wheel}}, true);
         const std::string src = t.path + "/planted.pex";
         write_file(src, pex);
         const std::string hex = sha256_hex(pex);
@@ -432,7 +433,8 @@ TEST_CASE("concurrent ensure_tree on one digest yields one tree", "[store]") {
     for (std::size_t k = 0; k < results.size(); ++k) {
         threads.emplace_back([&, k] { results[k] = s.ensure_tree(hex, {}, 2); });
     }
-    for (auto& th : threads) th.join();
+    for (auto& th : threads)
+        th.join();
     int fresh = 0;
     for (const StoreResult& r : results) {
         INFO(r.error);
@@ -466,7 +468,7 @@ TEST_CASE("open removes misnamed and mistyped entries under blobs/ and trees/", 
     // Foreign: bad names, wrong types, links; one read-only directory.
     write_file(blobs + "notes.txt", "x");
     write_file(blobs + std::string(64, 'A'), "upper case");
-    fs::create_directories(blobs + other + "/sub");            // a blob must be a file
+    fs::create_directories(blobs + other + "/sub"); // a blob must be a file
     write_file(trees + other, "a tree must be a directory");
     REQUIRE(::symlink((trees + good).c_str(), (trees + sha256_hex("link")).c_str()) == 0);
     REQUIRE(::symlink("/etc/passwd", (blobs + sha256_hex("link")).c_str()) == 0);

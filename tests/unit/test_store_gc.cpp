@@ -3,13 +3,11 @@
 #include "store.hpp"
 #include "store_gc.hpp"
 
-#include <catch2/catch.hpp>
-
+#include <algorithm>
 #include <archive.h>
 #include <archive_entry.h>
-
-#include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -61,7 +59,8 @@ std::string read_file(const std::string& path) {
 
 std::vector<std::string> names_in(const std::string& dir) {
     std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(dir))
+        out.push_back(e.path().filename().string());
     return out;
 }
 
@@ -69,7 +68,8 @@ std::vector<std::string> names_in(const std::string& dir) {
 std::string random_bytes(std::size_t n, unsigned seed) {
     std::mt19937 rng(seed);
     std::string s(n, '\0');
-    for (char& c : s) c = static_cast<char>(rng() & 0xff);
+    for (char& c : s)
+        c = static_cast<char>(rng() & 0xff);
     return s;
 }
 
@@ -119,12 +119,12 @@ std::string add_blob(Store& s, const std::string& scratch_dir, const std::string
 
 // A pex-like zip with a few incompressible files; returns its digest.
 std::string add_pex(Store& s, const std::string& scratch_dir, unsigned seed) {
-    const std::string pex = "#!/usr/bin/env python3\n" +
-                            make_zip(scratch_dir + "/p.zip",
-                                     {{"__main__.py", "import sys\n"},
-                                      {"app/a.bin", random_bytes(20000, seed)},
-                                      {"app/b.bin", random_bytes(9000, seed + 1)}},
-                                     false);
+    const std::string pex =
+        "#!/usr/bin/env python3\n" + make_zip(scratch_dir + "/p.zip",
+                                              {{"__main__.py", "import sys\n"},
+                                               {"app/a.bin", random_bytes(20000, seed)},
+                                               {"app/b.bin", random_bytes(9000, seed + 1)}},
+                                              false);
     return add_blob(s, scratch_dir, pex);
 }
 
@@ -180,13 +180,13 @@ struct SmallTmpfs {
     SmallTmpfs& operator=(const SmallTmpfs&) = delete;
 };
 
-#define REQUIRE_TMPFS(m)                                                                   \
-    do {                                                                                   \
-        if (!(m).mounted) {                                                                \
+#define REQUIRE_TMPFS(m)                                                                           \
+    do {                                                                                           \
+        if (!(m).mounted) {                                                                        \
             if (must_work()) FAIL("prerequisite missing (HEARTH_TESTS_MUST_WORK=1): " << (m).why); \
-            WARN("skipped: cannot mount a small tmpfs: " << (m).why);                     \
-            return;                                                                        \
-        }                                                                                  \
+            WARN("skipped: cannot mount a small tmpfs: " << (m).why);                              \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 CacheEntry entry(ObjectKind kind, char c, std::uint64_t bytes, int age_s) {
@@ -265,7 +265,8 @@ TEST_CASE("plan_gc never evicts pinned entries and reports when nothing fits", "
     CHECK_FALSE(p.fits);
 
     // The predicate form.
-    p = plan_gc(entries, [](const CacheEntry& e) { return e.kind == ObjectKind::tree; }, 0);
+    p = plan_gc(
+        entries, [](const CacheEntry& e) { return e.kind == ObjectKind::tree; }, 0);
     CHECK(evicted(p) == std::vector<std::string>{"blob:c", "blob:a"});
     CHECK(p.pinned_bytes == 700);
     CHECK(p.used_after == 700);
@@ -289,8 +290,7 @@ TEST_CASE("plan_gc breaks ties: trees first, then larger, then by digest", "[sto
         entry(ObjectKind::tree, 'd', 100, 20),
     };
     GcPlan p = plan_gc(entries, std::set<ObjectKey>(), 0);
-    CHECK(evicted(p) ==
-          std::vector<std::string>{"tree:c", "tree:d", "tree:e", "blob:b", "blob:a"});
+    CHECK(evicted(p) == std::vector<std::string>{"tree:c", "tree:d", "tree:e", "blob:b", "blob:a"});
 }
 
 TEST_CASE("default_store_budget is half the filesystem", "[store_gc]") {
@@ -389,8 +389,10 @@ TEST_CASE("touch and cache hits move objects to the front", "[store_gc][store]")
     CHECK_FALSE(r.hit);
     std::vector<std::string> order = order_of(s.list_cache());
     REQUIRE(order.size() == 4);
-    CHECK(std::find(order.begin(), order.begin() + 2, key(ObjectKind::tree, p)) != order.begin() + 2);
-    CHECK(std::find(order.begin(), order.begin() + 2, key(ObjectKind::blob, p)) != order.begin() + 2);
+    CHECK(std::find(order.begin(), order.begin() + 2, key(ObjectKind::tree, p)) !=
+          order.begin() + 2);
+    CHECK(std::find(order.begin(), order.begin() + 2, key(ObjectKind::blob, p)) !=
+          order.begin() + 2);
 
     CHECK(s.touch(ObjectKind::tree, a).status == StoreStatus::not_found);
     CHECK(s.touch(ObjectKind::blob, "xyz").status == StoreStatus::invalid_digest);
@@ -493,7 +495,8 @@ TEST_CASE("GC methods run concurrently", "[store_gc][store]") {
     Store s(t.path + "/state", fast());
     REQUIRE(s.open().ok());
     std::vector<std::string> pexes;
-    for (unsigned i = 0; i < 4; ++i) pexes.push_back(add_pex(s, t.path, 100 + 2 * i));
+    for (unsigned i = 0; i < 4; ++i)
+        pexes.push_back(add_pex(s, t.path, 100 + 2 * i));
 
     std::atomic<int> failures{0};
     std::vector<std::thread> threads;
@@ -503,8 +506,12 @@ TEST_CASE("GC methods run concurrently", "[store_gc][store]") {
                 const std::string& h = pexes[(k + static_cast<unsigned>(round)) % pexes.size()];
                 StoreResult r;
                 switch ((k + static_cast<unsigned>(round)) % 4) {
-                case 0: r = s.ensure_tree(h); break;
-                case 1: r = s.evict(ObjectKind::tree, h); break;
+                case 0:
+                    r = s.ensure_tree(h);
+                    break;
+                case 1:
+                    r = s.evict(ObjectKind::tree, h);
+                    break;
                 case 2:
                     r = s.touch(ObjectKind::tree, h);
                     if (r.status == StoreStatus::not_found) r = StoreResult{};
@@ -520,7 +527,8 @@ TEST_CASE("GC methods run concurrently", "[store_gc][store]") {
             }
         });
     }
-    for (auto& th : threads) th.join();
+    for (auto& th : threads)
+        th.join();
     CHECK(failures.load() == 0);
     CHECK(names_in(t.path + "/state/tmp").empty());
     // Whatever survived is complete and measured like a fresh walk.
@@ -560,7 +568,8 @@ TEST_CASE("a full disk is no_space and leaves tmp/ empty", "[store_gc][store]") 
         REQUIRE(w.ok());
         const std::string chunk = random_bytes(64 << 10, 4);
         bool failed = false;
-        for (int i = 0; i < 64 && !failed; ++i) failed = !w.write(chunk.data(), chunk.size());
+        for (int i = 0; i < 64 && !failed; ++i)
+            failed = !w.write(chunk.data(), chunk.size());
         REQUIRE(failed);
         CHECK(w.sys_errno() == ENOSPC);
         CHECK(w.failure_status() == StoreStatus::no_space);
@@ -574,8 +583,8 @@ TEST_CASE("a full disk is no_space and leaves tmp/ empty", "[store_gc][store]") 
         // 4 MiB of zeros deflates to a few kB: the blob fits, its tree cannot.
         const std::string pex =
             "#!/usr/bin/env python3\n" +
-            make_zip(t.path + "/z.zip", {{"__main__.py", "x"}, {"big.bin", std::string(4 << 20, '\0')}},
-                     false);
+            make_zip(t.path + "/z.zip",
+                     {{"__main__.py", "x"}, {"big.bin", std::string(4 << 20, '\0')}}, false);
         const std::string hex = add_blob(s, t.path, pex);
         ExtractLimits lim;
         lim.max_ratio = 1e9;
@@ -588,10 +597,9 @@ TEST_CASE("a full disk is no_space and leaves tmp/ empty", "[store_gc][store]") 
         CHECK(names_in(state + "/trees/sha256").empty());
     }
     SECTION("ensure_tree wheel unpacking") {
-        const std::string wheel = make_zip(t.path + "/w.zip",
-                                           {{"pkg/__init__.py", "x"},
-                                            {"pkg/data.bin", std::string(4 << 20, '\0')}},
-                                           false);
+        const std::string wheel = make_zip(
+            t.path + "/w.zip",
+            {{"pkg/__init__.py", "x"}, {"pkg/data.bin", std::string(4 << 20, '\0')}}, false);
         const std::string pex =
             make_zip(t.path + "/p.zip", {{".deps/pkg-1.0-py3-none-any.whl", wheel}}, true);
         const std::string hex = add_blob(s, t.path, pex);

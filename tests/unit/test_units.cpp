@@ -27,7 +27,7 @@ std::string bytes_err(const json& v) {
     std::string err;
     INFO("value " << dump(v));
     REQUIRE_FALSE(parse_bytes(v, out, err));
-    CHECK(out == 12345);  // untouched on failure
+    CHECK(out == 12345); // untouched on failure
     CHECK_FALSE(err.empty());
     return err;
 }
@@ -137,7 +137,7 @@ TEST_CASE("format_bytes", "[units]") {
     CHECK(format_bytes(1536) == "1.5 KiB");
     CHECK(format_bytes(1610612736ull) == "1.5 GiB");
     CHECK(format_bytes(512ull << 20) == "512 MiB");
-    CHECK(format_bytes((1ull << 20) - 1) == "1 MiB");  // 1023.999 KiB rounds up a unit
+    CHECK(format_bytes((1ull << 20) - 1) == "1 MiB"); // 1023.999 KiB rounds up a unit
     CHECK(format_bytes(10ull * 1000 * 1000) == "9.5 MiB");
     CHECK(format_bytes(18446744073709551615ull) == "16 EiB");
 }
