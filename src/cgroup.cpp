@@ -265,41 +265,6 @@ std::string check_name(std::string_view name) {
 // ---------------------------------------------------------------------------
 // Cgroup
 
-int Cgroup::place(pid_t pid, std::size_t* failed) const noexcept {
-    // Decimal pid in a stack buffer: no allocation, async-signal-safe.
-    char buf[24];
-    std::size_t len = 0;
-    char rev[24];
-    auto value = static_cast<unsigned long>(pid);
-    do {
-        rev[len++] = static_cast<char>('0' + value % 10);
-        value /= 10;
-    } while (value && len < sizeof rev);
-    for (std::size_t i = 0; i < len; ++i)
-        buf[i] = rev[len - 1 - i];
-
-    int flags = O_WRONLY | O_CLOEXEC | (plain_ ? O_CREAT | O_TRUNC : 0);
-    for (std::size_t i = 0; i < procs_.size(); ++i) {
-        int fd = ::open(procs_[i].c_str(), flags, 0644);
-        int err = 0;
-        if (fd < 0) {
-            err = errno;
-        } else {
-            ssize_t n = ::write(fd, buf, len);
-            if (n < 0)
-                err = errno;
-            else if (static_cast<std::size_t>(n) != len)
-                err = EIO;
-            ::close(fd);
-        }
-        if (err) {
-            if (failed) *failed = i;
-            return err;
-        }
-    }
-    return 0;
-}
-
 namespace {
 // Writes `value` in decimal with one write(2). 0 or errno. Async-signal-safe.
 int write_decimal(const char* path, unsigned long value, bool plain) noexcept {
@@ -323,6 +288,15 @@ int write_decimal(const char* path, unsigned long value, bool plain) noexcept {
     return err;
 }
 } // namespace
+
+int Cgroup::place(pid_t pid, std::size_t* failed) const noexcept {
+    for (std::size_t i = 0; i < procs_.size(); ++i)
+        if (int err = write_decimal(procs_[i].c_str(), static_cast<unsigned long>(pid), plain_)) {
+            if (failed) *failed = i;
+            return err;
+        }
+    return 0;
+}
 
 int Cgroup::place_self(bool in_unified) const noexcept {
     for (const auto& tasks : self_tasks_)

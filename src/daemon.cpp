@@ -672,16 +672,21 @@ void Daemon::compose(const std::string& id, std::shared_ptr<InspectResult> inspe
     });
 }
 
+bool Daemon::identity_of(Revision& rev, Identity& who) {
+    if (rev.spec.user.empty() && rev.spec.group.empty()) return true;
+    who = resolve_identity(rev.spec.user, rev.spec.group);
+    if (who.error.empty()) return true;
+    fail(rev, reason::spawn_error, who.error);
+    return false;
+}
+
 void Daemon::launch(const std::string& id, std::shared_ptr<InspectResult> inspected,
                     std::vector<std::string> sys_path) {
     Revision* rev = find_revision(id);
     if (!rev || rev->state != State::starting) return;
 
     Identity who;
-    if (!rev->spec.user.empty() || !rev->spec.group.empty()) {
-        who = resolve_identity(rev->spec.user, rev->spec.group);
-        if (!who.error.empty()) return fail(*rev, reason::spawn_error, who.error);
-    }
+    if (!identity_of(*rev, who)) return;
 
     rev->scratch_dir = options_.state_dir + "/scratch/" + rev->id;
     remove_all(rev->scratch_dir);
@@ -794,10 +799,7 @@ void Daemon::spawn_process(const std::string& id) {
     if (!rev || rev->state != State::starting) return;
 
     Identity who;
-    if (!rev->spec.user.empty() || !rev->spec.group.empty()) {
-        who = resolve_identity(rev->spec.user, rev->spec.group);
-        if (!who.error.empty()) return fail(*rev, reason::spawn_error, who.error);
-    }
+    if (!identity_of(*rev, who)) return;
 
     int out_pipe[2], err_pipe[2];
     if (::pipe2(out_pipe, O_CLOEXEC) < 0)

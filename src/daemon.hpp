@@ -13,6 +13,7 @@
 #include "output.hpp"
 #include "pex_info.hpp"
 #include "python.hpp"
+#include "spawn.hpp"
 #include "store.hpp"
 #include "store_gc.hpp"
 
@@ -71,6 +72,8 @@ private:
                 std::vector<std::string> sys_path);
     // (Re)starts the revision's process: creates its cgroup first if needed.
     void prepare_cgroup(const std::string& id);
+    // Resolves the deploy's user/group; false after failing the revision.
+    bool identity_of(Revision& rev, Identity& who);
     void start_process(const std::string& id);
     void spawn_process(const std::string& id);
     void on_min_uptime(Revision& rev);
