@@ -771,6 +771,12 @@ void Daemon::prepare_cgroup(const std::string& id) {
                     r->degraded.push_back("no cgroup: stop reaches the session tree only");
             }
             r->enforced = r->degraded.empty();
+            // No kernel memory limit (no cgroups, or no memory hierarchy):
+            // hearth's watchdog holds the revision to it instead.
+            bool kernel_memory = !isolation_.is_none();
+            for (const auto& u : r->cgroup->unenforced())
+                kernel_memory &= u.rfind("memory_max", 0) != 0;
+            r->memory_by_watchdog = l.memory_max && !kernel_memory;
             if (r->state == State::starting && r->start_waiting) start_process(id);
         });
 }
@@ -843,12 +849,7 @@ void Daemon::spawn_process(const std::string& id) {
                                            {"restarts", rev->restarts}});
     init_.watch(rev->pid, [this, id](int status) { on_process_exit(id, status); });
     std::optional<std::uint64_t> watchdog_limit;
-    if (rev->spec.limits.memory_max && (isolation_.is_none() || !rev->enforced)) {
-        bool memory_enforced = !isolation_.is_none();
-        for (const auto& d : rev->degraded)
-            memory_enforced &= d.rfind("memory_max", 0) != 0;
-        if (!memory_enforced) watchdog_limit = rev->spec.limits.memory_max;
-    }
+    if (rev->memory_by_watchdog) watchdog_limit = rev->spec.limits.memory_max;
     isolation_.watch(rev->id, isolation_.is_none() ? nullptr : rev->cgroup.get(), rev->pid,
                      watchdog_limit);
 

@@ -168,6 +168,7 @@ struct Revision {
     bool start_waiting = false;           // start_process waits for the cgroup
     std::string cgroup_driver;            // driver name, for status
     bool enforced = false;                // limits enforced by the kernel
+    bool memory_by_watchdog = false;      // limits.memory held by hearth's watchdog
     std::vector<std::string> degraded;    // what is not, and what stands in
     cgroup::Usage usage;                  // last read (final counters once removed)
     std::uint64_t oom_kills_baseline = 0; // oom_kill counter when the process started

@@ -113,7 +113,8 @@ void Isolation::watch(const std::string& name, const cgroup::Cgroup* cg, pid_t s
     w.session = session;
     w.limit = watchdog_limit;
     w.peak = 0;
-    if (is_none() && !watchdog_timer_.active())
+    // Without cgroups the watchdog also measures usage for status.
+    if ((watchdog_limit || is_none()) && !watchdog_timer_.active())
         watchdog_timer_.start(
             watchdog_interval_ms, [this] { watchdog_tick(); }, watchdog_interval_ms);
 }
