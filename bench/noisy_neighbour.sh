@@ -21,11 +21,13 @@
 # ROUNDS alternations of all five (drift hits each alike). Reports p50/p99,
 # p99 against alone, failed requests (errors or wrong answers), and for each
 # memory hog the time from the OOM kill to the oom_killed event reaching a
-# subscriber: the kill time is taken from the kernel (the cgroup's oom_kill
-# counter, v1 memory.oom_control or v2 memory.events, polled every 0.5 ms by
-# the bench), and, as a cross-check, from the hog's last heartbeat (written
-# after each 4 MiB it touched). Every process is stopped by pid or through
-# hearth.
+# subscriber: the kill time is when the kernel's own notification reaches the
+# bench (its own v1 eventfd on memory.oom_control, or v2 inotify on
+# memory.events; the first wakeup that reads oom_kill above 0), and, as a
+# cross-check, the hog's last heartbeat (written after each 4 MiB it
+# touched). The bench blocks on those instead of polling, so it takes no
+# CPU from the server it measures. Every process is stopped by pid or
+# through hearth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=isolation_lib.sh

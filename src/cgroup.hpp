@@ -52,7 +52,8 @@ struct Layout {
     std::string reason;        // why `none`; otherwise notes (may be empty)
     std::string unified_mount; // cgroup2 mount point; empty when there is none
     std::string unified_self;  // directory of hearth's own cgroup in it
-    // Only the controllers hearth uses: memory, cpu, cpuacct, pids, freezer.
+    // Only the controllers hearth uses: memory, cpu, cpuacct, pids, freezer,
+    // cpuset.
     // Co-mounted controllers (cpu,cpuacct) share one V1Hierarchy value.
     std::map<std::string, V1Hierarchy> v1;
 };
@@ -74,6 +75,12 @@ struct Limits {
     std::optional<double> cpu_quota;          // CPUs, e.g. 0.5; period 100000 us
     std::optional<std::uint64_t> cpu_weight;  // 1..10000 (v1: mapped to cpu.shares)
     std::optional<std::uint64_t> pids_max;
+    // CPUs the revision is confined to, cpulist format ("1", "0-2,5"); empty
+    // = every CPU of the parent. Not a user request: hearth's placement
+    // (cpu_spread.hpp). Written to cpuset.cpus where a cpuset hierarchy or
+    // controller is available (Cgroup::confines_cpus()); a missing one is
+    // not a degradation, the spawned child then sets its own affinity.
+    std::string cpuset_cpus;
 };
 
 struct Usage {
@@ -147,6 +154,10 @@ public:
     // "memory_high: no cgroup v1 equivalent"); the caller's userspace
     // watchdog takes these over.
     const std::vector<std::string>& unenforced() const { return unenforced_; }
+    // Limits::cpuset_cpus was written to a cpuset: the kernel holds every
+    // process of the revision to those CPUs (sched_setaffinity cannot widen
+    // it). False when no CPU set was asked for or no cpuset is available.
+    bool confines_cpus() const { return confines_cpus_; }
 
     // v2 and hybrid: an O_DIRECTORY fd of the cgroup2 directory for
     // clone3(CLONE_INTO_CGROUP); owned by this object, valid until it is
@@ -200,6 +211,7 @@ protected:
     std::vector<std::string> self_tasks_; // v1 `tasks` files, for place_self()
     std::string unified_procs_;           // cgroup2 cgroup.procs, "" if none
     std::vector<std::string> unenforced_;
+    bool confines_cpus_ = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -281,7 +293,11 @@ public:
     virtual Enforcement enforcement() const = 0;
     // Directory `<parent>/envs` per hierarchy (empty for none).
     virtual std::vector<std::string> envs_directories() const = 0;
-    // {"driver","enforcement","degraded",["reason"],"envs",...} for status/logs.
+    // A cpuset hierarchy (v1) or controller (v2) confines revisions to
+    // Limits::cpuset_cpus; false: they confine themselves with affinity.
+    virtual bool cpusets() const { return false; }
+    // {"driver","enforcement","degraded",["reason"],"envs","cpu_sets",...}
+    // for status/logs; cpu_sets is "cpuset" or "affinity".
     virtual nlohmann::json describe() const;
 
     // Creates `<parent>/envs/<name>` in every hierarchy and writes the limits.

@@ -18,7 +18,11 @@ namespace {
 using detail::errno_text;
 using detail::join;
 
+// Limits depend on these: a missing one degrades enforcement.
 const std::vector<std::string> wanted_controllers = {"cpu", "memory", "pids"};
+// Enabled too when available; without cpuset, CPU confinement falls back to
+// the child's own affinity (cpu_spread.hpp), which is not a degradation.
+const std::vector<std::string> enabled_controllers = {"cpu", "cpuset", "memory", "pids"};
 
 std::set<std::string> tokens(const std::optional<std::string>& text) {
     std::set<std::string> out;
@@ -58,6 +62,7 @@ public:
         return "";
     }
     void add_unenforced(std::string what) { unenforced_.push_back(std::move(what)); }
+    void set_confines_cpus() { confines_cpus_ = true; }
 
     int placement_fd() const override { return fd_.get(); }
 
@@ -205,6 +210,7 @@ public:
     }
 
     std::vector<std::string> envs_directories() const override { return {envs_}; }
+    bool cpusets() const override { return available_.count("cpuset") > 0; }
 
     nlohmann::json describe() const override {
         nlohmann::json j = Driver::describe();
@@ -267,6 +273,11 @@ public:
                 return nullptr;
             }
         }
+        // v2 cpusets start as "every CPU of the parent"; a set the kernel
+        // refuses leaves the revision there rather than failing its start.
+        if (!limits.cpuset_cpus.empty() && available_.count("cpuset") &&
+            detail::write_file(join(dir, "cpuset.cpus"), limits.cpuset_cpus, plain_) == 0)
+            cg->set_confines_cpus();
         if (std::string e = cg->open_fd(); !e.empty()) {
             error = e;
             detail::remove_dir(dir, plain_, true);
@@ -315,7 +326,7 @@ private:
                 detail::read_file(join(dir.substr(0, dir.rfind('/')), "cgroup.subtree_control"));
         auto available = tokens(controllers_text);
         std::vector<std::string> missing;
-        for (const auto& c : wanted_controllers)
+        for (const auto& c : enabled_controllers)
             if (available.count(c) && !have.count(c)) missing.push_back(c);
         std::vector<Failure> failures;
         if (missing.empty()) return failures;

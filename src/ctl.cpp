@@ -892,6 +892,8 @@ std::vector<std::string> status_detail(const json& status, double now) {
         std::string path = field(cg, "path", "");
         if (!path.empty()) parts.push_back(path);
         add("cgroup", join(parts, ", "));
+        std::string cpu_set = field(cg, "cpu_set", "");
+        if (!cpu_set.empty()) add("cpu set", cpu_set + " (" + field(cg, "cpu_set_by", "?") + ")");
         auto deg = cg.find("degraded");
         if (deg != cg.end() && deg->is_array())
             for (const json& d : *deg)

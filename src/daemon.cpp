@@ -505,6 +505,7 @@ void Daemon::end_revision(Revision& rev, State final_state) {
     Location& loc = location_of(rev);
     if (loc.active == rev.id) loc.active.clear();
     isolation_.unwatch(rev.id);
+    isolation_.release_cpus(rev.id);
     if (!rev.cgroup) {
         set_state(rev, final_state);
         finish_revision(rev);
@@ -755,6 +756,8 @@ void Daemon::prepare_cgroup(const std::string& id) {
             }
             r->cgroup = std::move(cg);
             r->cgroup_state = Revision::CgroupState::ready;
+            r->cpus = isolation_.cpus_of(id);
+            r->cpus_by_cgroup = r->cgroup->confines_cpus();
             const auto& l = r->spec.limits;
             r->degraded = r->cgroup->unenforced();
             bool any_limit =
@@ -830,6 +833,7 @@ void Daemon::spawn_process(const std::string& id) {
     req.groups = who.groups;
     if (isolation_.is_none() && (rev->spec.limits.cpu_quota || rev->spec.limits.cpu_weight))
         req.nice = 10;
+    if (!rev->cpus.empty()) req.affinity = to_cpu_set(rev->cpus);
     SpawnResult spawned = spawn(req);
     out_write.reset();
     err_write.reset();

@@ -1,5 +1,6 @@
 #include "deploy.hpp"
 
+#include "cpu_spread.hpp"
 #include "exit_status.hpp"
 #include "rpc.hpp"
 #include "sha256.hpp"
@@ -400,6 +401,10 @@ json Revision::to_json() const {
                    {"enforcement", enforced ? "enforced" : "degraded"},
                    {"degraded", degraded}};
         if (cgroup && !cgroup->directories().empty()) cg["path"] = cgroup->directories().front();
+        if (!cpus.empty()) {
+            cg["cpu_set"] = format_cpu_list(cpus);
+            cg["cpu_set_by"] = cpus_by_cgroup ? "cpuset" : "affinity";
+        }
         if (usage.memory_current) cg["memory_current"] = *usage.memory_current;
         if (usage.memory_peak) cg["memory_peak"] = *usage.memory_peak;
         if (usage.cpu_usage_usec) cg["cpu_usage_usec"] = *usage.cpu_usage_usec;

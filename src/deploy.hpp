@@ -170,6 +170,8 @@ struct Revision {
     bool enforced = false;                // limits enforced by the kernel
     bool memory_by_watchdog = false;      // limits.memory held by hearth's watchdog
     std::vector<std::string> degraded;    // what is not, and what stands in
+    std::vector<int> cpus;                // CPUs it is confined to (empty: all)
+    bool cpus_by_cgroup = false;          // by a cpuset, not only its own affinity
     cgroup::Usage usage;                  // last read (final counters once removed)
     std::uint64_t oom_kills_baseline = 0; // oom_kill counter when the process started
     std::optional<nlohmann::json> oom;    // set when killed for memory

@@ -13,7 +13,7 @@ constexpr uint64_t watchdog_interval_ms = 100;
 } // namespace
 
 Isolation::Isolation(uv_loop_t* loop, const Options& options)
-    : loop_(loop), options_(options), watchdog_timer_(loop) {}
+    : loop_(loop), options_(options), watchdog_timer_(loop), cpu_spread_(usable_cpus()) {}
 
 Isolation::~Isolation() {
     close();
@@ -84,8 +84,16 @@ nlohmann::json Isolation::describe() const {
     return driver_->describe();
 }
 
-void Isolation::create(const std::string& name, const cgroup::Limits& limits, Created done) {
+void Isolation::create(const std::string& name, const cgroup::Limits& requested, Created done) {
     const cgroup::Driver* driver = driver_.get();
+    cgroup::Limits limits = requested;
+    if (options_.cpu_spread && limits.cpu_quota) {
+        std::vector<int> cpus = cpu_spread_.assign(name, *limits.cpu_quota);
+        if (!cpus.empty()) {
+            limits.cpuset_cpus = format_cpu_list(cpus);
+            cpus_[name] = std::move(cpus);
+        }
+    }
     using Made = std::pair<std::shared_ptr<cgroup::Cgroup>, std::string>;
     run_blocking<Made>(
         loop_,
@@ -101,6 +109,16 @@ void Isolation::create(const std::string& name, const cgroup::Limits& limits, Cr
                             made->second.empty() ? "cgroup creation failed" : made->second);
             done(std::move(made->first), {});
         });
+}
+
+std::vector<int> Isolation::cpus_of(const std::string& name) const {
+    auto it = cpus_.find(name);
+    return it == cpus_.end() ? std::vector<int>{} : it->second;
+}
+
+void Isolation::release_cpus(const std::string& name) {
+    cpu_spread_.release(name);
+    cpus_.erase(name);
 }
 
 void Isolation::watch(const std::string& name, const cgroup::Cgroup* cg, pid_t session,

@@ -13,6 +13,7 @@
 // revision dropped meanwhile does not free one in use.
 
 #include "cgroup.hpp"
+#include "cpu_spread.hpp"
 #include "options.hpp"
 #include "uv_util.hpp"
 
@@ -44,8 +45,15 @@ public:
     nlohmann::json describe() const;
 
     using Created = std::function<void(std::shared_ptr<cgroup::Cgroup>, std::string error)>;
-    // Creates the revision's cgroup with `limits` on the thread pool.
+    // Creates the revision's cgroup with `limits` on the thread pool. A
+    // revision with a CPU quota first gets its CPUs (cpu_spread.hpp, unless
+    // --cpu-placement shared), kept until release_cpus(): a restart's new
+    // cgroup gets the same ones.
     void create(const std::string& name, const cgroup::Limits& limits, Created done);
+    // The CPUs assigned to `name` (empty: not confined).
+    std::vector<int> cpus_of(const std::string& name) const;
+    // When the revision ends for good (not between restarts).
+    void release_cpus(const std::string& name);
 
     // Starts OOM notification for a running revision and, when its memory
     // limit is not enforced by the kernel, the watchdog on its session.
@@ -95,6 +103,8 @@ private:
     uv_poll_t* oom_poll_ = nullptr; // heap: freed in its close callback
     Timer watchdog_timer_;
     std::map<std::string, Watched> watched_;
+    CpuSpread cpu_spread_;
+    std::map<std::string, std::vector<int>> cpus_;
 };
 
 } // namespace hearth

@@ -40,6 +40,8 @@ std::string usage() {
            "  --cgroup-driver MODE  auto (detect v2, v1, hybrid) or none (default auto)\n"
            "  --cgroup-parent PATH  where revision cgroups go, relative to each hierarchy's\n"
            "                        root (default: hearth's own cgroup)\n"
+           "  --cpu-placement P     spread (default): a revision limited to N CPUs runs on\n"
+           "                        ceil(N) of them, spread out; shared: on every CPU\n"
            "  --default-memory SIZE, --default-cpus N, --default-pids N\n"
            "                        limits of deploys that set none\n"
            "  --max-memory SIZE, --max-cpus N, --max-pids N\n"
@@ -154,6 +156,15 @@ std::variant<Options, std::string> parse_options(int argc, const char* const arg
                 opts.cgroup_none = false;
             else
                 return "option --cgroup-driver: unknown mode '" + *v + "' (auto, none)";
+        } else if (name == "cpu-placement") {
+            auto v = take_value(name, inline_value, error);
+            if (!v) return error;
+            if (*v == "spread")
+                opts.cpu_spread = true;
+            else if (*v == "shared")
+                opts.cpu_spread = false;
+            else
+                return "option --cpu-placement: unknown placement '" + *v + "' (spread, shared)";
         } else if (name == "cgroup-parent") {
             auto v = take_value(name, inline_value, error);
             if (!v) return error;

@@ -24,6 +24,7 @@ struct Options {
     // Isolation (see cgroup.hpp).
     bool cgroup_none = false;  // --cgroup-driver none
     std::string cgroup_parent; // --cgroup-parent; "" = hearth's own cgroup
+    bool cpu_spread = true;    // --cpu-placement spread|shared (cpu_spread.hpp)
     std::optional<std::uint64_t> default_memory, max_memory;
     std::optional<double> default_cpus, max_cpus;
     std::optional<std::uint64_t> default_pids, max_pids;

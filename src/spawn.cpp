@@ -133,6 +133,8 @@ bool install_stdio(int fd, int target, int dev_null) {
         !install_stdio(req.stderr_fd, STDERR_FILENO, dev_null))
         child_fail(report_fd, step_stdio);
 
+    if (req.affinity) (void)::sched_setaffinity(0, sizeof *req.affinity, &*req.affinity);
+
     if (req.nice > 0) {
         errno = 0;
         // Failure only means the environment keeps hearth's priority.

@@ -10,6 +10,7 @@
 #include "cgroup.hpp"
 
 #include <optional>
+#include <sched.h>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -45,6 +46,10 @@ struct SpawnRequest {
     std::optional<gid_t> gid;
     std::vector<gid_t> groups; // supplementary groups, used when uid is set
     int nice = 0;              // added to the child's niceness when > 0
+    // CPUs the child may run on (sched_setaffinity after joining its cgroup;
+    // a cpuset there has already done the same and keeps it so). Failure is
+    // ignored: the child then runs wherever its cgroup allows.
+    std::optional<cpu_set_t> affinity;
 };
 
 struct SpawnResult {

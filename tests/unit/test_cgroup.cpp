@@ -102,7 +102,8 @@ TEST_CASE("detect: this machine's hybrid layout", "[cgroup]") {
     CHECK(l.v1.at("cpuacct").self == "/sys/fs/cgroup/cpuacct");
     CHECK(l.v1.at("pids").controllers == "pids");
     CHECK(l.v1.count("freezer"));
-    CHECK_FALSE(l.v1.count("cpuset"));
+    REQUIRE(l.v1.count("cpuset"));
+    CHECK(l.v1.at("cpuset").controllers == "cpuset");
     CHECK(mode_name(l.mode) == "hybrid");
 }
 
@@ -256,15 +257,28 @@ TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch,
     CHECK(d["leaf"] == t.path("sys/fs/cgroup/hearth"));
     CHECK(d["moved_pids"] == nlohmann::json::array({::getpid(), 4711}));
     CHECK(t.get("sys/fs/cgroup/hearth/cgroup.procs") == "4711"); // last write wins in a plain file
-    CHECK(t.get("sys/fs/cgroup/cgroup.subtree_control") == "+cpu +memory +pids");
-    CHECK(t.get("sys/fs/cgroup/envs/cgroup.subtree_control") == "+cpu +memory +pids");
+    // cpuset is enabled too when the kernel offers it (optional: CPU sets).
+    CHECK(t.get("sys/fs/cgroup/cgroup.subtree_control") == "+cpu +cpuset +memory +pids");
+    CHECK(t.get("sys/fs/cgroup/envs/cgroup.subtree_control") == "+cpu +cpuset +memory +pids");
+    CHECK(d["cpu_sets"] == "cpuset");
     CHECK(driver->envs_directories() == std::vector<std::string>{t.path("sys/fs/cgroup/envs")});
 
     std::string error;
-    auto cg = driver->create("analytics-3", all_limits(), error);
+    Limits confined = all_limits();
+    confined.cpuset_cpus = "1";
+    auto cg = driver->create("analytics-3", confined, error);
     REQUIRE(cg);
     CHECK(error.empty());
     std::string dir = "sys/fs/cgroup/envs/analytics-3/";
+    CHECK(t.get(dir + "cpuset.cpus") == "1");
+    CHECK(cg->confines_cpus());
+    {
+        auto unconfined = driver->create("analytics-4", all_limits(), error);
+        REQUIRE(unconfined);
+        CHECK_FALSE(unconfined->confines_cpus());
+        CHECK_FALSE(fs::exists(t.path("sys/fs/cgroup/envs/analytics-4/cpuset.cpus")));
+        CHECK(unconfined->remove().removed);
+    }
     CHECK(t.get(dir + "memory.max") == "67108864");
     CHECK(t.get(dir + "memory.high") == "50331648");
     CHECK(t.get(dir + "cpu.max") == "50000 100000");
@@ -452,6 +466,49 @@ void fake_v1_tree(const TempTree& t, bool with_unified, bool with_pids = true) {
 
 } // namespace
 
+TEST_CASE("v1 fake: cpuset directories inherit cpus and mems; a CPU set confines", "[cgroup]") {
+    TempTree t;
+    fake_v1_tree(t, true);
+    t.put("sys/fs/cgroup/cpuset/cpuset.cpus", "0-3\n");
+    t.put("sys/fs/cgroup/cpuset/cpuset.mems", "0\n");
+    Config c = fake_config(t);
+    c.parent = "/hearth-test/deeper";
+    auto driver = open(c);
+    REQUIRE(driver->mode() == Mode::hybrid);
+    INFO(driver->describe().dump());
+    CHECK(driver->describe()["cpu_sets"] == "cpuset");
+    CHECK(driver->enforcement().enforced);
+    // Every directory hearth made, from below the mount down to envs.
+    for (const char* d : {"hearth-test", "hearth-test/deeper", "hearth-test/deeper/envs"}) {
+        std::string base = std::string("sys/fs/cgroup/cpuset/") + d + "/";
+        CHECK(t.get(base + "cpuset.cpus") == "0-3");
+        CHECK(t.get(base + "cpuset.mems") == "0");
+    }
+
+    std::string error;
+    Limits confined;
+    confined.cpu_quota = 1.5;
+    confined.cpuset_cpus = "2-3";
+    auto cg = driver->create("batch-1", confined, error);
+    REQUIRE(cg);
+    std::string dir = "sys/fs/cgroup/cpuset/hearth-test/deeper/envs/batch-1/";
+    CHECK(t.get(dir + "cpuset.cpus") == "2-3");
+    CHECK(t.get(dir + "cpuset.mems") == "0");
+    CHECK(cg->confines_cpus());
+    CHECK(contains(cg->directories(), t.path(dir.substr(0, dir.size() - 1))));
+
+    // Without a CPU set the revision still needs cpus and mems to be joinable.
+    auto other = driver->create("web-1", Limits{}, error);
+    REQUIRE(other);
+    std::string odir = "sys/fs/cgroup/cpuset/hearth-test/deeper/envs/web-1/";
+    CHECK(t.get(odir + "cpuset.cpus") == "0-3");
+    CHECK(t.get(odir + "cpuset.mems") == "0");
+    CHECK_FALSE(other->confines_cpus());
+    CHECK(cg->remove().removed);
+    CHECK(other->remove().removed);
+    CHECK_FALSE(fs::exists(t.path(dir)));
+}
+
 TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counters, remove",
           "[cgroup]") {
     TempTree t;
@@ -482,7 +539,12 @@ TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counte
     CHECK(t.get(pids + "pids.max") == "64");
     CHECK(contains(cg->unenforced(), "memory_high"));
     CHECK(cg->unenforced().size() == 1);
+    // The fake cpuset root has no cpuset.cpus to inherit: no CPU sets (the
+    // child's affinity stands in), not a degradation, and nothing left there.
     CHECK_FALSE(fs::exists(t.path("sys/fs/cgroup/cpuset/hearth-test")));
+    CHECK(driver->describe()["cpu_sets"] == "affinity");
+    CHECK(driver->describe().contains("cpuset_problem"));
+    CHECK_FALSE(cg->confines_cpus());
 
     CHECK(cg->placement_fd() == -1);
     CHECK(cg->procs_paths().size() == 5); // memory, cpu, cpuacct, pids, freezer

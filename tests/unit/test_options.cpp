@@ -69,3 +69,12 @@ TEST_CASE("help and version flags", "[options]") {
     CHECK(ok({"--version"}).version);
     CHECK(usage().find("--grace SECONDS") != std::string::npos);
 }
+
+TEST_CASE("cpu placement: spread by default, shared on request", "[options]") {
+    CHECK(ok({}).cpu_spread);
+    CHECK(ok({"--cpu-placement", "spread"}).cpu_spread);
+    CHECK_FALSE(ok({"--cpu-placement=shared"}).cpu_spread);
+    CHECK(error_of({"--cpu-placement", "pinned"}) ==
+          "option --cpu-placement: unknown placement 'pinned' (spread, shared)");
+    CHECK(error_of({"--cpu-placement"}) == "option --cpu-placement needs a value");
+}
