@@ -365,7 +365,7 @@ def cmd_noisy(a):
     if p["state"] != "ready":
         raise RuntimeError("latency server failed: %s" % p)
 
-    conds = ["alone", "cpu", "cpu_w10", "mem", "both"]
+    conds = ["alone", "cpu", "mem", "both", "both_idle"]
     result = {"conds": conds, "lat": {c: [] for c in conds}, "failed": {c: 0 for c in conds},
               "oom": [], "cpuhog_usage_usec": []}
     run_client(helper, a.port, 500, os.path.join(a.workdir, "warm.json"), 0).wait()
@@ -404,16 +404,16 @@ def cmd_noisy(a):
     for rnd in range(a.rounds):
         for cond in conds:
             cpu_rid = None
-            if cond in ("cpu", "cpu_w10", "both"):
+            if cond in ("cpu", "both", "both_idle"):
                 limits = {"cpus": 0.5}
-                if cond == "cpu_w10":
-                    limits["cpu_weight"] = 10
+                if cond == "both_idle":
+                    limits["cpu_weight"] = "idle"
                 cpu_rid, ev = deploy("cpuhog", ["spin", "threads=2"], {"limits": limits})
                 wait_state(ev, cpu_rid, ("ready", "failed"), 30)
                 ev.close()
             out = os.path.join(a.workdir, "%s-%d.json" % (cond, rnd))
             c = run_client(helper, a.port, a.requests, out, a.interval_us)
-            if cond in ("mem", "both"):
+            if cond in ("mem", "both", "both_idle"):
                 while c.poll() is None:
                     n_hog += 1
                     memory_hog(str(n_hog))
@@ -437,8 +437,8 @@ def cmd_report_noisy(a):
     lat = r["lat"]
     base = pct(lat["alone"], 99)
     labels = {"alone": "alone", "cpu": "cpu hog (cpus 0.5)",
-              "cpu_w10": "cpu hog (0.5, weight 10)", "mem": "memory hogs (OOM)",
-              "both": "cpu hog + memory hogs"}
+              "mem": "memory hogs (OOM)", "both": "cpu hog + memory hogs",
+              "both_idle": "idle cpu hog + memory hogs"}
     print("latency server: paced requests over one connection, %d per condition" % len(lat["alone"]))
     print("%-26s %9s %9s %10s %7s %9s" % ("", "p50 us", "p99 us", "max us", "failed", "p99/alone"))
     for c in r["conds"]:

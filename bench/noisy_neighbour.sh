@@ -3,22 +3,25 @@
 #
 #   bench/noisy_neighbour.sh [BUILD_DIR]   (default: build-bench, set up if missing)
 #   HEARTH=/path/to/hearth bench/noisy_neighbour.sh   uses that binary, no build
-#   REQUESTS=3000 INTERVAL_US=1000 ROUNDS=2 bench/noisy_neighbour.sh
+#   REQUESTS=1000 INTERVAL_US=1000 ROUNDS=8 bench/noisy_neighbour.sh
 #
 # One hearth (auto driver, --cgroup-parent /hearth-bench-noisy_neighbour-<pid>,
 # an ordinary child, not PID 1) runs the workload `serve`: a TCP server that
 # answers each line. A python client outside hearth (its own process) sends
 # REQUESTS requests over one connection, one every INTERVAL_US (so a phase
-# lasts REQUESTS x INTERVAL_US: 3 s, many CFS periods), timing each round
+# lasts REQUESTS x INTERVAL_US: 1 s, ten CFS periods), timing each round
 # trip, in five conditions:
 #   alone                      only the server runs;
-#   cpu hog (cpus 0.5)         beside two busy processes limited to 0.5 CPU;
-#   cpu hog (0.5, weight 10)   the same with limits.cpu_weight 10;
+#   cpu hog (cpus 0.5)         beside two busy processes limited to 0.5 CPU
+#                              (hearth confines them to one CPU, see
+#                              --cpu-placement in hearth(8));
 #   memory hogs (OOM)          beside memory hogs (limits.memory 64Mi)
 #                              deployed one after the other for as long as the
 #                              client runs, each OOM-killed;
-#   cpu hog + memory hogs      both.
-# ROUNDS alternations of all five (drift hits each alike). Reports p50/p99,
+#   cpu hog + memory hogs      both;
+#   idle cpu hog + memory hogs both, the CPU hog at limits.cpu_weight "idle".
+# ROUNDS alternations of all five (short phases, many rounds: the noise of a
+# shared VM, bursts of a few seconds, then hits each condition alike). Reports p50/p99,
 # p99 against alone, failed requests (errors or wrong answers), and for each
 # memory hog the time from the OOM kill to the oom_killed event reaching a
 # subscriber: the kill time is when the kernel's own notification reaches the
@@ -32,8 +35,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=isolation_lib.sh
 . bench/isolation_lib.sh
-REQUESTS=${REQUESTS:-3000}
-ROUNDS=${ROUNDS:-2}
+REQUESTS=${REQUESTS:-1000}
+ROUNDS=${ROUNDS:-8}
 INTERVAL_US=${INTERVAL_US:-1000}
 
 make_fixtures

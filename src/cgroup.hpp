@@ -74,6 +74,10 @@ struct Limits {
     std::optional<std::uint64_t> memory_high; // bytes; v2 only (throttles, never kills)
     std::optional<double> cpu_quota;          // CPUs, e.g. 0.5; period 100000 us
     std::optional<std::uint64_t> cpu_weight;  // 1..10000 (v1: mapped to cpu.shares)
+    // cpu_weight "idle" (systemd's CPUWeight=idle): cpu.idle = 1 (kernel
+    // 5.15+, v1 and v2), the group runs only when no non-idle sibling wants
+    // the CPU and any non-idle wakeup preempts it at once. Excludes cpu_weight.
+    bool cpu_idle = false;
     std::optional<std::uint64_t> pids_max;
     // CPUs the revision is confined to, cpulist format ("1", "0-2,5"); empty
     // = every CPU of the parent. Not a user request: hearth's placement

@@ -17,6 +17,7 @@ public:
         if (limits.memory_high) unenforced_.push_back(std::string("memory_high") + why);
         if (limits.cpu_quota) unenforced_.push_back(std::string("cpu_quota") + why);
         if (limits.cpu_weight) unenforced_.push_back(std::string("cpu_weight") + why);
+        if (limits.cpu_idle) unenforced_.push_back(std::string("cpu_idle") + why);
         if (limits.pids_max) unenforced_.push_back(std::string("pids_max") + why);
     }
 

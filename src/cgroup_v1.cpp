@@ -353,6 +353,16 @@ public:
             else
                 missing("cpu_weight", "cpu");
         }
+        if (limits.cpu_idle) {
+            // Absent before 5.15: the child then takes SCHED_IDLE itself.
+            if (!has("cpu"))
+                missing("cpu_idle", "cpu");
+            else if (!plain_ && !detail::exists(join(cg->dir("cpu"), "cpu.idle")))
+                cg->add_unenforced(
+                    "cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE policy instead");
+            else
+                ok = ok && write("cpu", "cpu.idle", "1");
+        }
         if (limits.pids_max) {
             if (has("pids"))
                 ok = ok && write("pids", "pids.max", std::to_string(*limits.pids_max));

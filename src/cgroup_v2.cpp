@@ -259,6 +259,8 @@ public:
              "cpu", "cpu.weight", "cpu_weight"},
             {limits.pids_max ? std::optional(std::to_string(*limits.pids_max)) : std::nullopt,
              "pids", "pids.max", "pids_max"},
+            {limits.cpu_idle ? std::optional(std::string("1")) : std::nullopt, "cpu", "cpu.idle",
+             "cpu_idle"},
         };
         for (const auto& w : writes) {
             if (!w.value) continue;
@@ -267,7 +269,14 @@ public:
                 continue;
             }
             std::string path = join(dir, w.file);
-            if (int err = detail::write_file(path, *w.value, plain_)) {
+            int err = detail::write_file(path, *w.value, plain_);
+            if (err == ENOENT && std::string_view(w.file) == "cpu.idle") {
+                // Before 5.15: the child then takes SCHED_IDLE itself.
+                cg->add_unenforced(
+                    "cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE policy instead");
+                continue;
+            }
+            if (err) {
                 error = "write " + *w.value + " to " + path + ": " + errno_text(err);
                 detail::remove_dir(dir, plain_, true);
                 return nullptr;

@@ -416,9 +416,10 @@ ParseResult parse_args(const std::vector<std::string>& argv, const char* env_soc
             }
             a.cpus = cpus;
         } else if (n == "cpu-weight") {
-            a.cpu_weight = parse_int(v, 1, 10000);
-            if (!a.cpu_weight) {
-                bad("expected an integer from 1 to 10000, got '" + v + "'");
+            a.cpu_idle = v == "idle";
+            a.cpu_weight = a.cpu_idle ? std::nullopt : parse_int(v, 1, 10000);
+            if (!a.cpu_weight && !a.cpu_idle) {
+                bad("expected an integer from 1 to 10000 or 'idle', got '" + v + "'");
                 return r;
             }
         } else if (n == "pids") {
@@ -566,7 +567,8 @@ Deploy options:
   --memory SIZE       memory limit, e.g. 512Mi, 2Gi (at least 1Mi)
   --memory-high SIZE  memory throttling threshold (cgroup v2)
   --cpus N            CPU limit, e.g. 0.5, 2, 500m
-  --cpu-weight N      relative CPU share, 1 to 10000
+  --cpu-weight N      relative CPU share, 1 to 10000, or idle (runs only
+                      when nothing else wants the CPU)
   --pids N            maximum number of processes and threads
   --restart POLICY    never, on-failure (hearth's default) or always
   --max-restarts N    fail after N restarts within --restart-window
@@ -1312,12 +1314,13 @@ DeployBuild deploy_params(const Args& a, const json& base, const std::string& cw
     if (!a.cwd.empty()) p["cwd"] = a.cwd;
     if (a.min_uptime_s) p["min_uptime_s"] = *a.min_uptime_s;
 
-    if (a.memory || a.memory_high || a.cpus || a.cpu_weight || a.pids) {
+    if (a.memory || a.memory_high || a.cpus || a.cpu_weight || a.cpu_idle || a.pids) {
         json& lim = object_slot(p, "limits");
         if (a.memory) lim["memory"] = *a.memory;
         if (a.memory_high) lim["memory_high"] = *a.memory_high;
         if (a.cpus) lim["cpus"] = *a.cpus;
         if (a.cpu_weight) lim["cpu_weight"] = *a.cpu_weight;
+        if (a.cpu_idle) lim["cpu_weight"] = "idle";
         if (a.pids) lim["pids"] = *a.pids;
     }
 

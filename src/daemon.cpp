@@ -760,8 +760,8 @@ void Daemon::prepare_cgroup(const std::string& id) {
             r->cpus_by_cgroup = r->cgroup->confines_cpus();
             const auto& l = r->spec.limits;
             r->degraded = r->cgroup->unenforced();
-            bool any_limit =
-                l.memory_max || l.memory_high || l.cpu_quota || l.cpu_weight || l.pids_max;
+            bool any_limit = l.memory_max || l.memory_high || l.cpu_quota || l.cpu_weight ||
+                             l.cpu_idle || l.pids_max;
             if (isolation_.is_none()) {
                 r->degraded.clear();
                 if (l.memory_max)
@@ -769,6 +769,8 @@ void Daemon::prepare_cgroup(const std::string& id) {
                 if (l.memory_high) r->degraded.push_back("memory_high: not enforced (no cgroup)");
                 if (l.cpu_quota || l.cpu_weight)
                     r->degraded.push_back("cpus: lower priority (nice 10), no quota");
+                if (l.cpu_idle)
+                    r->degraded.push_back("cpu_weight idle: SCHED_IDLE policy (no cgroup)");
                 if (l.pids_max) r->degraded.push_back("pids: not enforced (no cgroup)");
                 if (!any_limit)
                     r->degraded.push_back("no cgroup: stop reaches the session tree only");
@@ -780,6 +782,11 @@ void Daemon::prepare_cgroup(const std::string& id) {
             for (const auto& u : r->cgroup->unenforced())
                 kernel_memory &= u.rfind("memory_max", 0) != 0;
             r->memory_by_watchdog = l.memory_max && !kernel_memory;
+            // No cpu.idle (driver none, no cpu hierarchy, kernel before
+            // 5.15): the processes take the SCHED_IDLE policy themselves.
+            r->sched_idle = false;
+            for (const auto& u : r->cgroup->unenforced())
+                r->sched_idle |= l.cpu_idle && u.rfind("cpu_idle", 0) == 0;
             if (r->state == State::starting && r->start_waiting) start_process(id);
         });
 }
@@ -833,6 +840,7 @@ void Daemon::spawn_process(const std::string& id) {
     req.groups = who.groups;
     if (isolation_.is_none() && (rev->spec.limits.cpu_quota || rev->spec.limits.cpu_weight))
         req.nice = 10;
+    req.sched_idle = rev->sched_idle;
     if (!rev->cpus.empty()) req.affinity = to_cpu_set(rev->cpus);
     SpawnResult spawned = spawn(req);
     out_write.reset();

@@ -143,7 +143,17 @@ void parse_limits(const json& params, cgroup::Limits& out) {
         if (auto v = rpc::optional_integer(*limits, key, lo, hi, "params.limits"))
             field = static_cast<std::uint64_t>(*v);
     };
-    integer("cpu_weight", out.cpu_weight, 1, 10000);
+    if (auto it = limits->find("cpu_weight"); it != limits->end() && it->is_string()) {
+        if (it->get<std::string>() != "idle")
+            throw rpc::invalid_params_at("params.limits.cpu_weight",
+                                         "expected an integer from 1 to 10000 or \"idle\", got \"" +
+                                             it->get<std::string>() + "\"");
+        out.cpu_idle = true;
+        out.cpu_weight.reset();
+    } else {
+        integer("cpu_weight", out.cpu_weight, 1, 10000);
+        if (out.cpu_weight) out.cpu_idle = false;
+    }
     integer("pids", out.pids_max, 1, 4194304);
 }
 
@@ -160,7 +170,10 @@ void apply_policy(cgroup::Limits& limits, const DeployPolicy& policy) {
     if (!limits.memory_max) limits.memory_max = d.memory_max;
     if (!limits.memory_high) limits.memory_high = d.memory_high;
     if (!limits.cpu_quota) limits.cpu_quota = d.cpu_quota;
-    if (!limits.cpu_weight) limits.cpu_weight = d.cpu_weight;
+    if (!limits.cpu_weight && !limits.cpu_idle) {
+        limits.cpu_weight = d.cpu_weight;
+        limits.cpu_idle = d.cpu_idle;
+    }
     if (!limits.pids_max) limits.pids_max = d.pids_max;
     const auto& m = policy.max_limits;
     std::function<std::string(std::uint64_t)> size = [](std::uint64_t v) {
@@ -285,6 +298,7 @@ json limits_to_json(const cgroup::Limits& l) {
     if (l.memory_high) j["memory_high"] = *l.memory_high;
     if (l.cpu_quota) j["cpus"] = *l.cpu_quota;
     if (l.cpu_weight) j["cpu_weight"] = *l.cpu_weight;
+    if (l.cpu_idle) j["cpu_weight"] = "idle";
     if (l.pids_max) j["pids"] = *l.pids_max;
     return j;
 }

@@ -169,6 +169,7 @@ struct Revision {
     std::string cgroup_driver;            // driver name, for status
     bool enforced = false;                // limits enforced by the kernel
     bool memory_by_watchdog = false;      // limits.memory held by hearth's watchdog
+    bool sched_idle = false;              // cpu_weight idle without cpu.idle
     std::vector<std::string> degraded;    // what is not, and what stands in
     std::vector<int> cpus;                // CPUs it is confined to (empty: all)
     bool cpus_by_cgroup = false;          // by a cpuset, not only its own affinity

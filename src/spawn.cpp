@@ -134,6 +134,10 @@ bool install_stdio(int fd, int target, int dev_null) {
         child_fail(report_fd, step_stdio);
 
     if (req.affinity) (void)::sched_setaffinity(0, sizeof *req.affinity, &*req.affinity);
+    if (req.sched_idle) {
+        sched_param idle{};
+        (void)::sched_setscheduler(0, SCHED_IDLE, &idle);
+    }
 
     if (req.nice > 0) {
         errno = 0;

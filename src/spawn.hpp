@@ -46,6 +46,7 @@ struct SpawnRequest {
     std::optional<gid_t> gid;
     std::vector<gid_t> groups; // supplementary groups, used when uid is set
     int nice = 0;              // added to the child's niceness when > 0
+    bool sched_idle = false;   // SCHED_IDLE policy (failure ignored)
     // CPUs the child may run on (sched_setaffinity after joining its cgroup;
     // a cpuset there has already done the same and keeps it so). Failure is
     // ignored: the child then runs wherever its cgroup allows.

@@ -273,8 +273,12 @@ TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch,
     CHECK(t.get(dir + "cpuset.cpus") == "1");
     CHECK(cg->confines_cpus());
     {
-        auto unconfined = driver->create("analytics-4", all_limits(), error);
+        Limits idle;
+        idle.cpu_idle = true;
+        auto unconfined = driver->create("analytics-4", idle, error);
         REQUIRE(unconfined);
+        CHECK(t.get("sys/fs/cgroup/envs/analytics-4/cpu.idle") == "1");
+        CHECK(unconfined->unenforced().empty());
         CHECK_FALSE(unconfined->confines_cpus());
         CHECK_FALSE(fs::exists(t.path("sys/fs/cgroup/envs/analytics-4/cpuset.cpus")));
         CHECK(unconfined->remove().removed);
@@ -498,12 +502,15 @@ TEST_CASE("v1 fake: cpuset directories inherit cpus and mems; a CPU set confines
     CHECK(contains(cg->directories(), t.path(dir.substr(0, dir.size() - 1))));
 
     // Without a CPU set the revision still needs cpus and mems to be joinable.
-    auto other = driver->create("web-1", Limits{}, error);
+    Limits idle;
+    idle.cpu_idle = true;
+    auto other = driver->create("web-1", idle, error);
     REQUIRE(other);
     std::string odir = "sys/fs/cgroup/cpuset/hearth-test/deeper/envs/web-1/";
     CHECK(t.get(odir + "cpuset.cpus") == "0-3");
     CHECK(t.get(odir + "cpuset.mems") == "0");
     CHECK_FALSE(other->confines_cpus());
+    CHECK(t.get("sys/fs/cgroup/cpu/hearth-test/deeper/envs/web-1/cpu.idle") == "1");
     CHECK(cg->remove().removed);
     CHECK(other->remove().removed);
     CHECK_FALSE(fs::exists(t.path(dir)));
@@ -537,6 +544,7 @@ TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counte
     CHECK(t.get(cpu + "cpu.cfs_quota_us") == "50000");
     CHECK(t.get(cpu + "cpu.shares") == "2048");
     CHECK(t.get(pids + "pids.max") == "64");
+    CHECK_FALSE(fs::exists(t.path(cpu + "cpu.idle")));
     CHECK(contains(cg->unenforced(), "memory_high"));
     CHECK(cg->unenforced().size() == 1);
     // The fake cpuset root has no cpuset.cpus to inherit: no CPU sets (the

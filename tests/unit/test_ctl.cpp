@@ -95,6 +95,15 @@ TEST_CASE("deploy flags: every new flag's exact params JSON", "[ctl]") {
     CHECK((*b.params)["limits"]["cpus"].is_number_float());
 }
 
+TEST_CASE("deploy flags: --cpu-weight idle", "[ctl]") {
+    FakeHasher h;
+    auto b = build({"deploy", "batch", "--deps", "/d.pex", "--deps-sha256", kA, "--source",
+                    "/s.pex", "--source-sha256", kB, "--cpu-weight", "idle"},
+                   nullptr, h);
+    REQUIRE(b.ok());
+    CHECK((*b.params)["limits"] == json{{"cpu_weight", "idle"}});
+}
+
 TEST_CASE("deploy flags: restart forms and defaults left to hearth", "[ctl]") {
     FakeHasher h;
     const std::vector<std::string> basic = {"deploy", "web",      "--deps",
@@ -277,9 +286,11 @@ TEST_CASE("deploy flags: usage errors are one line naming the flag", "[ctl]") {
         {{"--cpus", "0"}, "deploy: --cpus: invalid CPU count \"0\": must be greater than 0"},
         {{"--cpus", "2000"}, "deploy: --cpus: invalid CPU count \"2000\": must be at most 1024"},
         {{"--cpu-weight", "0"},
-         "deploy: --cpu-weight: expected an integer from 1 to 10000, got '0'"},
+         "deploy: --cpu-weight: expected an integer from 1 to 10000 or 'idle', got '0'"},
         {{"--cpu-weight", "10001"},
-         "deploy: --cpu-weight: expected an integer from 1 to 10000, got '10001'"},
+         "deploy: --cpu-weight: expected an integer from 1 to 10000 or 'idle', got '10001'"},
+        {{"--cpu-weight", "lazy"},
+         "deploy: --cpu-weight: expected an integer from 1 to 10000 or 'idle', got 'lazy'"},
         {{"--pids", "0"}, "deploy: --pids: expected an integer of at least 1, got '0'"},
         {{"--pids", "1.5"}, "deploy: --pids: expected an integer of at least 1, got '1.5'"},
         {{"--restart", "sometimes"},

@@ -68,6 +68,23 @@ TEST_CASE("limits parse from sizes, numbers and millicores", "[deploy]") {
                                               {"pids", 64}});
 }
 
+TEST_CASE("cpu_weight idle", "[deploy]") {
+    json p = base();
+    p["limits"] = {{"cpu_weight", "idle"}, {"cpus", 0.5}};
+    DeploySpec spec = parse_deploy_params(p);
+    CHECK(spec.limits.cpu_idle);
+    CHECK_FALSE(spec.limits.cpu_weight);
+    CHECK(limits_to_json(spec.limits) == json{{"cpus", 0.5}, {"cpu_weight", "idle"}});
+    // A default weight does not override idle.
+    DeployPolicy policy;
+    policy.default_limits.cpu_weight = 500;
+    CHECK(parse_deploy_params(p, policy).limits.cpu_idle);
+    CHECK_FALSE(parse_deploy_params(p, policy).limits.cpu_weight);
+    p["limits"] = {{"cpu_weight", "low"}};
+    CHECK(rejection(p) ==
+          "params.limits.cpu_weight: expected an integer from 1 to 10000 or \"idle\", got \"low\"");
+}
+
 TEST_CASE("invalid limits name the field", "[deploy]") {
     auto with = [](json limits) {
         json p = base();
