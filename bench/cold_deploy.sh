@@ -93,9 +93,12 @@ cleanup() {
     wipe "$TMP"
     [ -n "$TMPFS_DIR" ] && wipe "$TMPFS_DIR"
     wipe "$BENCH_DIR/cold-work"
+    remove_bench_cgroups
     return 0
 }
 trap cleanup EXIT
+# shellcheck source=cgroup_parent.sh
+. bench/cgroup_parent.sh
 
 # A small source.pex whose entry just sleeps.
 mkdir -p "$TMP/code/coldapp"
@@ -181,7 +184,8 @@ run_hearth() { # WORK
     local work=$1 state=$1/state run=$1/run pid out
     wipe "$work"
     mkdir -p "$state" "$run"
-    "$HEARTH" --state-dir "$state" --run-dir "$run" --python "$SYSPY" >>"$TMP/hearth.log" 2>&1 &
+    "$HEARTH" --state-dir "$state" --run-dir "$run" --python "$SYSPY" --cgroup-parent "$CG_PARENT" \
+        >>"$TMP/hearth.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     for _ in $(seq 200); do [ -S "$run/control.sock" ] && break; sleep 0.02; done

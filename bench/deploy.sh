@@ -92,8 +92,11 @@ cleanup() {
     local p
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
     rm -rf "$TMP" ${SHM:+"$SHM"}
+    remove_bench_cgroups
 }
 trap cleanup EXIT
+# shellcheck source=cgroup_parent.sh
+. bench/cgroup_parent.sh
 mkdir -p "$TMP/cwd" "$TMP/pex-root"
 SOCK=$TMP/run/control.sock          # the measured hearth: state on disk, under /tmp
 SHM_SOCK=                           # a second one with its state on tmpfs, if any
@@ -128,7 +131,7 @@ fi
 # ------------------------------------------------------------------ hearth
 # start_hearth STATE_DIR RUN_DIR: starts hearth in the background and waits
 # for its socket.
-HEARTH_OPTS=()
+HEARTH_OPTS=(--cgroup-parent "$CG_PARENT")
 [ -n "${PYTHON:-}" ] && HEARTH_OPTS+=(--python "$PYTHON")
 start_hearth() {
     "$HEARTH" --state-dir "$1" --run-dir "$2" "${HEARTH_OPTS[@]}" >>"$TMP/hearth.out" 2>&1 &

@@ -69,10 +69,14 @@ cleanup() {
     done
     wait 2>/dev/null || true
     rm -rf "$TMP"
+    # A hearth killed by signal (idle measurement) leaves its cgroup tree.
+    remove_bench_cgroups
 }
 trap cleanup EXIT
+# shellcheck source=cgroup_parent.sh
+. bench/cgroup_parent.sh
 mkdir -p "$TMP/state" "$TMP/run"
-HEARTH_ARGS=(--state-dir "$TMP/state" --run-dir "$TMP/run")
+HEARTH_ARGS=(--state-dir "$TMP/state" --run-dir "$TMP/run" --cgroup-parent "$CG_PARENT")
 HEARTH_CMD="$HEARTH ${HEARTH_ARGS[*]}" # for hyperfine (paths without spaces)
 
 # ------------------------------------------------------- 1. start-up time

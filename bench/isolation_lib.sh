@@ -28,28 +28,11 @@ HEARTHCTL=${HEARTHCTL:-$(dirname "$HEARTH")/hearthctl}
 [ -x "$HEARTH" ] || { echo "no hearth binary at $HEARTH" >&2; exit 1; }
 
 BENCH_NAME=$(basename "$0" .sh)
-CG_PARENT=/hearth-bench-$BENCH_NAME-$$
+# shellcheck source=cgroup_parent.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cgroup_parent.sh"
 TMP=$(mktemp -d "/tmp/hearth-bench-$BENCH_NAME.XXXXXX")
 chmod 755 "$TMP"
 PIDS=() # hearth daemons still running
-
-# Every read-write cgroup/cgroup2 mount; MEMORY_MOUNT: where memory files are.
-CG_MOUNTS=()
-MEMORY_MOUNT=
-UNIFIED_MOUNT=
-while read -r line; do
-    read -r -a lf <<<"${line%% - *}"
-    read -r -a rf <<<"${line#* - }"
-    case ",${lf[5]}," in *,ro,*) continue ;; esac
-    case ${rf[0]} in
-    cgroup2) CG_MOUNTS+=("${lf[4]}"); [ -n "$UNIFIED_MOUNT" ] || UNIFIED_MOUNT=${lf[4]} ;;
-    cgroup)
-        CG_MOUNTS+=("${lf[4]}")
-        case ",${rf[2]}," in *,memory,*) MEMORY_MOUNT=${lf[4]} ;; esac
-        ;;
-    esac
-done </proc/self/mountinfo
-[ -n "$MEMORY_MOUNT" ] || MEMORY_MOUNT=$UNIFIED_MOUNT
 
 # stop_pid PID: TERM (hearth stops its revisions), KILL after 10 s.
 stop_pid() {
@@ -63,23 +46,10 @@ stop_pid() {
 }
 
 cleanup() {
-    local p m d pid
+    local p
     set +e
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
-    # Whatever is left in the bench's cgroups was started by it: kill it by
-    # pid, then remove the directories deepest first.
-    for _ in $(seq 30); do
-        local left=0
-        for m in "${CG_MOUNTS[@]}"; do
-            [ -d "$m$CG_PARENT" ] || continue
-            while read -r d; do
-                for pid in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-                rmdir "$d" 2>/dev/null || left=1
-            done < <(find "$m$CG_PARENT" -depth -type d)
-        done
-        [ "$left" = 0 ] && break
-        sleep 0.1
-    done
+    remove_bench_cgroups
     rm -rf "$TMP"
 }
 trap cleanup EXIT

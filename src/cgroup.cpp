@@ -348,6 +348,18 @@ std::vector<OomChange> OomWatch::check() {
 // ---------------------------------------------------------------------------
 // Driver
 
+std::vector<std::string> Driver::remove_own_directories() const {
+    std::vector<std::string> stayed;
+    // Deepest first: a parent empties only once its children are gone.
+    for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
+        // Not recursive: anything inside (a revision cgroup that outlived
+        // its revision) is not hearth's to throw away unseen.
+        if (int err = detail::remove_dir(*it, created_plain_, false, 0))
+            stayed.push_back(*it + ": " + detail::errno_text(err));
+    }
+    return stayed;
+}
+
 nlohmann::json Driver::describe() const {
     Enforcement e = enforcement();
     nlohmann::json j;
@@ -513,13 +525,17 @@ bool exists(const std::string& path) {
     return ::access(path.c_str(), F_OK) == 0;
 }
 
-int make_dirs(const std::string& path) {
+int make_dirs(const std::string& path, std::vector<std::string>* created) {
     std::size_t pos = 0;
     while (pos != std::string::npos) {
         pos = path.find('/', pos + 1);
         std::string part = path.substr(0, pos);
         if (part.empty()) continue;
-        if (::mkdir(part.c_str(), 0755) < 0 && errno != EEXIST) return errno;
+        if (::mkdir(part.c_str(), 0755) == 0) {
+            if (created) created->push_back(part);
+        } else if (errno != EEXIST) {
+            return errno;
+        }
     }
     struct stat st {};
     if (::stat(path.c_str(), &st) < 0) return errno;

@@ -319,9 +319,17 @@ public:
     cleanup_stale(std::vector<std::string>* failures = nullptr) const = 0;
     // The OOM watch matching this driver (never null; fd() -1 for none).
     virtual std::unique_ptr<OomWatch> make_oom_watch() const = 0;
+    // Clean shutdown, after every revision cgroup is gone: removes what
+    // open() created (the envs directories and any missing directories above
+    // them), deepest first; a directory that is not empty stays. Returns
+    // "directory: reason" for each that stayed. Blocking.
+    std::vector<std::string> remove_own_directories() const;
 
 protected:
     Driver() = default;
+    // Directories open() created, in creation order (parents first).
+    std::vector<std::string> created_;
+    bool created_plain_ = false; // a fake tree: files go first
 };
 
 // Reads Config's /proc files, detects, sets up (v2: the leaf move when the
@@ -354,8 +362,9 @@ std::optional<std::uint64_t> read_keyed(const std::string& path, std::string_vie
 std::optional<std::uint64_t> keyed_value(std::string_view text, std::string_view key);
 std::vector<pid_t> read_pids(const std::string& procs_path);
 bool exists(const std::string& path);
-// mkdir -p; 0 or errno.
-int make_dirs(const std::string& path);
+// mkdir -p; 0 or errno. `created` (optional) gets the directories it made,
+// parents first.
+int make_dirs(const std::string& path, std::vector<std::string>* created = nullptr);
 // rmdir, retrying EBUSY for about `busy_ms`; `plain` unlinks files first;
 // `recursive` removes sub-cgroups depth first. 0 or errno (ENOENT -> 0).
 int remove_dir(const std::string& path, bool plain, bool recursive, int busy_ms = 200);

@@ -176,6 +176,7 @@ private:
 class V1Driver final : public Driver {
 public:
     V1Driver(const Layout& layout, const Config& config) : plain_(!config.mount_prefix.empty()) {
+        created_plain_ = plain_;
         bool hybrid = layout.mode == Mode::hybrid && !layout.unified_mount.empty();
         std::map<std::string, Hierarchy> by_mount;
         for (const auto& [controller, h] : layout.v1) {
@@ -197,10 +198,7 @@ public:
         std::string first_error;
         for (auto& h : candidates_) {
             std::vector<std::string> created; // deepest last
-            for (std::string d = h.envs; d.size() > h.mount.size() && !detail::exists(d);
-                 d = d.substr(0, d.rfind('/')))
-                created.insert(created.begin(), d);
-            if (int err = detail::make_dirs(h.envs)) {
+            if (int err = detail::make_dirs(h.envs, &created)) {
                 std::string what = "cannot create " + h.envs + ": " + errno_text(err);
                 for (const auto& role : h.roles)
                     problems_[role] = what;
@@ -219,11 +217,12 @@ public:
                     }
                 }
             }
+            created_.insert(created_.end(), created.begin(), created.end());
             hierarchies_.push_back(std::move(h));
         }
         candidates_.clear();
         if (!unified_envs_.empty()) {
-            if (int err = detail::make_dirs(unified_envs_)) {
+            if (int err = detail::make_dirs(unified_envs_, &created_)) {
                 std::string what = "cannot create " + unified_envs_ + ": " + errno_text(err);
                 unified_problem_ = what;
                 if (first_error.empty()) first_error = what;

@@ -123,6 +123,7 @@ public:
     V2Driver(const Layout& layout, const Config& config)
         : root_(layout.unified_mount), self_(layout.unified_self),
           plain_(!config.mount_prefix.empty()) {
+        created_plain_ = plain_;
         if (config.parent_under_self)
             parent_ = join(self_, config.parent);
         else if (!config.parent.empty())
@@ -143,7 +144,7 @@ public:
             while (top.size() > root_.size() && !detail::exists(top))
                 top = top.substr(0, top.rfind('/'));
         }
-        if (int err = detail::make_dirs(parent_))
+        if (int err = detail::make_dirs(parent_, &created_))
             return "create " + parent_ + ": " + errno_text(err);
         // The real root cgroup has no cgroup.events and is exempt from the
         // no-internal-processes rule: nothing to move there (and its
@@ -182,7 +183,9 @@ public:
             for (auto& f : failures)
                 failures_.push_back(std::move(f));
         }
-        if (::mkdir(envs_.c_str(), 0755) < 0 && errno != EEXIST)
+        if (::mkdir(envs_.c_str(), 0755) == 0)
+            created_.push_back(envs_);
+        else if (errno != EEXIST)
             return "create " + envs_ + ": " + errno_text(errno);
         for (auto& f : enable(envs_))
             failures_.push_back(std::move(f));

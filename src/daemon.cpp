@@ -1113,7 +1113,12 @@ void Daemon::stop_all(std::function<void()> done) {
     // not hold up the exit.
     if (probe_pid_ > 0) ::kill(-probe_pid_, SIGKILL);
     auto pending = std::make_shared<int>(1);
-    auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+    // Every revision has ended, and with it its cgroup: what hearth created
+    // in cgroupfs goes too.
+    auto shared_done = std::make_shared<std::function<void()>>([this, done = std::move(done)] {
+        isolation_.remove_own_directories();
+        done();
+    });
     auto one_done = [pending, shared_done] {
         if (--*pending == 0) (*shared_done)();
     };

@@ -79,6 +79,12 @@ void Isolation::start() {
     }
 }
 
+void Isolation::remove_own_directories() {
+    if (!driver_) return;
+    for (const auto& stayed : driver_->remove_own_directories())
+        log::warn("cgroup directory left in place at exit", {{"directory", stayed}});
+}
+
 nlohmann::json Isolation::describe() const {
     if (!driver_) return {{"driver", "none"}, {"enforcement", "degraded"}};
     return driver_->describe();

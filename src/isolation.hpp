@@ -38,6 +38,10 @@ public:
     void start();
     // Closes the poll and timer handles (before the loop goes away).
     void close();
+    // Clean shutdown, once every revision's cgroup is gone: removes the
+    // directories start() created (envs, a --cgroup-parent that did not
+    // exist), so a clean exit leaves nothing in cgroupfs. Blocking, brief.
+    void remove_own_directories();
 
     const std::string& driver_name() const { return driver_name_; }
     bool is_none() const;

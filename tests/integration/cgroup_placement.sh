@@ -105,3 +105,9 @@ assert_not_contains "$hearth_cg" "/envs/" "hearth's own /proc/PID/cgroup"
 ctl_ok stop place
 wait_until 5 "place-1's cgroup to be removed" cg_env_gone "$name"
 finish_deploy_hearth
+
+# A clean shutdown removes what hearth created: the test's parent did not
+# exist before hearth started, so no hierarchy keeps it.
+for m in "${CG_ALL_MOUNTS[@]}"; do
+    [ ! -d "$m$CG_PARENT" ] || fail "$m$CG_PARENT is still there after a clean shutdown: $(find "$m$CG_PARENT" -type d)"
+done

@@ -514,6 +514,14 @@ TEST_CASE("v1 fake: cpuset directories inherit cpus and mems; a CPU set confines
     CHECK(cg->remove().removed);
     CHECK(other->remove().removed);
     CHECK_FALSE(fs::exists(t.path(dir)));
+
+    // Clean shutdown: what open() created goes, in every hierarchy; the
+    // mounts (which existed) stay.
+    CHECK(driver->remove_own_directories().empty());
+    for (const char* h : {"cpu", "cpuset", "pids", "unified"}) {
+        CHECK_FALSE(fs::exists(t.path(std::string("sys/fs/cgroup/") + h + "/hearth-test")));
+        CHECK(fs::exists(t.path(std::string("sys/fs/cgroup/") + h)));
+    }
 }
 
 TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counters, remove",
