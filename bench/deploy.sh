@@ -129,12 +129,14 @@ else
 fi
 
 # ------------------------------------------------------------------ hearth
-# start_hearth STATE_DIR RUN_DIR: starts hearth in the background and waits
-# for its socket.
-HEARTH_OPTS=(--cgroup-parent "$CG_PARENT")
+# start_hearth STATE_DIR RUN_DIR NAME: starts hearth in the background and
+# waits for its socket. Each hearth needs a cgroup parent of its own (at start
+# it takes whatever is under its parent's envs/ for leftovers of its own).
+HEARTH_OPTS=()
 [ -n "${PYTHON:-}" ] && HEARTH_OPTS+=(--python "$PYTHON")
 start_hearth() {
-    "$HEARTH" --state-dir "$1" --run-dir "$2" "${HEARTH_OPTS[@]}" >>"$TMP/hearth.out" 2>&1 &
+    "$HEARTH" --state-dir "$1" --run-dir "$2" --cgroup-parent "$CG_PARENT/$3" "${HEARTH_OPTS[@]}" \
+        >>"$TMP/hearth.out" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     for _ in $(seq 200); do
@@ -146,7 +148,7 @@ start_hearth() {
 }
 
 log "starting hearth"
-start_hearth "$TMP/state" "$TMP/run"
+start_hearth "$TMP/state" "$TMP/run" disk
 targets=(--target "disk=$SOCK")
 # A second hearth with its store on tmpfs, deployed to alternately with the
 # first: the difference is what the filesystem (inode creation, fsync and
@@ -154,7 +156,7 @@ targets=(--target "disk=$SOCK")
 if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ]; then
     SHM=$(mktemp -d /dev/shm/hearth-bench-deploy.XXXXXX)
     log "starting a second hearth with its state dir on tmpfs ($SHM)"
-    start_hearth "$SHM/state" "$SHM/run"
+    start_hearth "$SHM/state" "$SHM/run" tmpfs
     SHM_SOCK=$SHM/run/control.sock
     targets+=(--target "tmpfs=$SHM_SOCK")
 fi
