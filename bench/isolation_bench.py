@@ -23,6 +23,13 @@ Subcommands:
         --rounds R --memory-mount DIR --parent PARENT --workdir DIR --out FILE
       The noisy-neighbour scenario (see bench/noisy_neighbour.sh).
 
+  wakeup --seconds S
+      The machine's own wakeup latency, for context: on every CPU at once, a
+      SCHED_FIFO thread (priority 50) sleeps 200 us in a loop and records how
+      late it wakes (cyclictest's method). Nothing else of the bench runs
+      meanwhile. On a VM, idle vCPUs the host has descheduled wake late; that
+      noise is in every condition of the noisy-neighbour table, "alone" too.
+
   report-spawn FILE / report-noisy FILE
       Print the tables.
 
@@ -466,6 +473,40 @@ def cmd_report_noisy(a):
         print("cpu hog cpu time per phase (cpus 0.5): %s s" % ", ".join("%.2f" % (u / 1e6) for u in usage))
 
 
+def _wakeup_one(cpu, seconds, conn):
+    os.sched_setaffinity(0, {cpu})
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+    except OSError:
+        pass  # measured at normal priority then; still informative
+    late = []
+    end = time.monotonic() + seconds
+    while True:
+        t = time.monotonic()
+        if t > end:
+            break
+        time.sleep(0.0002)
+        late.append((time.monotonic() - t - 0.0002) * 1e6)
+    conn.send(late)
+
+
+def cmd_wakeup(a):
+    import multiprocessing
+    procs = []
+    for cpu in sorted(os.sched_getaffinity(0)):
+        parent, child = multiprocessing.Pipe(False)
+        p = multiprocessing.Process(target=_wakeup_one, args=(cpu, a.seconds, child))
+        p.start()
+        procs.append((cpu, p, parent))
+    for cpu, p, conn in procs:
+        late = sorted(conn.recv())
+        p.join()
+        print("machine wakeup latency, CPU %d (SCHED_FIFO sleeper, %d wakeups): p50 %.0f us, "
+              "p99 %.0f us, max %.0f us, %d over 1 ms" % (
+                  cpu, len(late), pct(late, 50), pct(late, 99), late[-1],
+                  sum(1 for x in late if x > 1000)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -497,11 +538,13 @@ def main():
     s.add_argument("--parent", required=True)
     s.add_argument("--workdir", required=True)
     s.add_argument("--out", required=True)
+    s = sub.add_parser("wakeup")
+    s.add_argument("--seconds", type=float, default=5.0)
     s = sub.add_parser("report-noisy")
     s.add_argument("file")
     a = ap.parse_args()
     {"spawn": cmd_spawn, "report-spawn": cmd_report_spawn, "client": cmd_client,
-     "noisy": cmd_noisy, "report-noisy": cmd_report_noisy}[a.cmd](a)
+     "noisy": cmd_noisy, "report-noisy": cmd_report_noisy, "wakeup": cmd_wakeup}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@
 # cross-check, the hog's last heartbeat (written after each 4 MiB it
 # touched). The bench blocks on those instead of polling, so it takes no
 # CPU from the server it measures. Every process is stopped by pid or
-# through hearth.
+# through hearth. Last, for context, the machine's own wakeup latency with the
+# bench idle (see `wakeup` in bench/isolation_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=isolation_lib.sh
@@ -49,5 +50,8 @@ log "driver $DRIVER; $ROUNDS rounds of five conditions, $REQUESTS requests every
     --requests "$REQUESTS" --interval-us "$INTERVAL_US" --rounds "$ROUNDS" --memory-mount "$MEMORY_MOUNT" --parent "$CG_PARENT" \
     --workdir "$TMP" --out "$TMP/noisy.json"
 "$SYSPY" "$HELPER" report-noisy "$TMP/noisy.json"
+# Context for the table: how late this machine wakes a sleeping thread with
+# nothing of the bench running (idle vCPUs of a VM wake late).
+"$SYSPY" "$HELPER" wakeup --seconds 5
 grep -ciE 'oom' "$TMP/noisy/hearth.log" | sed 's/^/hearth log lines mentioning OOM: /'
 echo "driver $DRIVER; kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); binary: $HEARTH"
