@@ -1403,7 +1403,11 @@ void Daemon::download(const std::string& url, const std::string& hex,
         std::chrono::milliseconds(static_cast<long>(options_.fetch_connect_timeout_s * 1000));
     fo.stall_timeout =
         std::chrono::milliseconds(static_cast<long>(options_.fetch_stall_timeout_s * 1000));
-    fo.max_bytes = options_.fetch_max_bytes;
+    // A blob bigger than the whole store budget can never be kept: refuse it
+    // at its Content-Length (or its first byte too many) as no_space, rather
+    // than download it all, then evict it.
+    bool budget_caps = store_budget_ < options_.fetch_max_bytes;
+    fo.max_bytes = std::min(options_.fetch_max_bytes, store_budget_);
     fo.max_attempts = options_.fetch_attempts;
     auto sink = std::make_shared<BlobSink>(store_);
     std::string shown = redact_url(url);
@@ -1411,7 +1415,8 @@ void Daemon::download(const std::string& url, const std::string& hex,
     auto started = Clock::now();
     fetcher_->start(
         url, fo, sink, [this, hex](const FetchProgress& p) { on_fetch_progress(hex, p); },
-        [this, sink, hex, shown, started, finished = std::move(finished)](const FetchResult& r) {
+        [this, sink, hex, shown, started, budget_caps,
+         finished = std::move(finished)](const FetchResult& r) {
             if (!r.ok()) {
                 StoreResult failed;
                 failed.status = StoreStatus::io_error;
@@ -1419,8 +1424,11 @@ void Daemon::download(const std::string& url, const std::string& hex,
                 std::string sink_error = sink->error();
                 if (r.kind == FetchErrorKind::sink && !sink_error.empty()) {
                     failed.error += ": " + sink_error;
-                    if (sink_error.find(std::strerror(ENOSPC)) != std::string::npos)
-                        failed.status = StoreStatus::no_space;
+                    failed.status = sink->writer().failure_status();
+                }
+                if (r.kind == FetchErrorKind::too_large && budget_caps) {
+                    failed.status = StoreStatus::no_space;
+                    failed.error += " (the store budget, --store-max-bytes)";
                 }
                 log::warn("download failed", {{"url", shown}, {"error", failed.error}});
                 return finished(std::move(failed));

@@ -10,7 +10,9 @@
 #  2. the same size over HTTP;
 #  3. 3.5 MiB of deps from a file: the tree alone is over the budget (and
 #     over --extract-max-bytes, which defaults to the budget): still no_space,
-#     since the object cannot fit the budget, not bad_archive.
+#     since the object cannot fit the budget, not bad_archive;
+#  4. 3.5 MiB over HTTP: the blob alone is over the budget, so it is refused
+#     at its Content-Length, before any of the body is stored: no_space.
 # A deploy that fits works afterwards and takes over from c-1.
 # shellcheck source=fetch_lib.sh
 . "$(dirname "$0")/fetch_lib.sh"
@@ -25,9 +27,12 @@ make_fat_deps "$FIX/A.pex" 1000000 21
 make_fat_deps "$FIX/D1.pex" 1572864 22
 make_fat_deps "$FIX/D1h.pex" 1572864 23
 make_fat_deps "$FIX/D2.pex" 3670016 24
+make_fat_deps "$FIX/D2h.pex" 3670016 25
 D1h=$(sha256_of "$FIX/D1h.pex")
 D2=$(sha256_of "$FIX/D2.pex")
+D2h=$(sha256_of "$FIX/D2h.pex")
 serve D1h.pex "$FIX/D1h.pex"
+serve D2h.pex "$FIX/D2h.pex"
 
 deploy_ready c --deps "$SAMPLE_DEPS" --source "$FIX/c.pex"
 c_pid=$(host_pid "$(jget "$DEPLOY_REV" "j['pid']")")
@@ -68,11 +73,19 @@ assert_eq no_space "$(jget "$DEPLOY_REV" "j['reason']")" "reason: a tree larger 
 check_c_untouched "after deploying a tree larger than the budget"
 [ ! -e "$HEARTH_STATE_DIR/trees/sha256/$D2" ] || fail "a tree larger than the budget was published"
 
+deploy_failed c --deps "$HTTPD_URL/D2h.pex" --deps-sha256 "$D2h" --source "$FIX/c.pex"
+note "message: $(jget "$DEPLOY_REV" "j['message']")"
+assert_eq no_space "$(jget "$DEPLOY_REV" "j['reason']")" "reason: a download larger than the whole budget"
+assert_contains "$(jget "$DEPLOY_REV" "j['message']")" "--store-max-bytes" "message of a download over the budget"
+assert_eq 0 "$(jget "$DEPLOY_REV" "j['deps'].get('fetched_bytes', 0)")" "bytes stored of a download refused by its Content-Length"
+check_c_untouched "after a download larger than the budget"
+[ ! -e "$HEARTH_STATE_DIR/blobs/sha256/$D2h" ] || fail "a blob larger than the budget was published"
+
 # Something that fits still deploys, and takes over from c-1.
 make_ticker "$FIX/c2.pex" ceetwo
 deploy_ready c --deps "$SAMPLE_DEPS" --source "$FIX/c2.pex"
-assert_eq c-5 "$DEPLOY_ID" "the revision that fits"
-wait_log_line c c-5 "stdout ceetwo started: hello, ceetwo"
+assert_eq c-6 "$DEPLOY_ID" "the revision that fits"
+wait_log_line c c-6 "stdout ceetwo started: hello, ceetwo"
 wait_rev_state c c-1 stopped
 
 finish_deploy_hearth
