@@ -265,10 +265,25 @@ struct Failure {
     ExtractError code = ExtractError::none;
     std::string entry;
     std::string message;
+    int sys_errno = 0; // io: the failed call's errno
 };
 
 Failure failure(ExtractError code, const std::string& entry, const std::string& why) {
     return Failure{code, entry, "entry '" + entry + "': " + why};
+}
+
+// A destination-side system call failed with `err` ("entry '<name>': <what>:
+// <strerror>"). `what` is a literal so that nothing allocates (and perhaps
+// sets errno) while the caller's errno is read for `err`.
+Failure io_failure(const std::string& entry, const char* what, int err) {
+    return Failure{ExtractError::io, entry,
+                   "entry '" + entry + "': " + what + ": " + std::strerror(err), err};
+}
+
+Failure open_dir_failure(const std::string& entry, const std::string& dir, int err) {
+    return Failure{ExtractError::io, entry,
+                   "entry '" + entry + "': open directory '" + dir + "': " + std::strerror(err),
+                   err};
 }
 
 struct Plan {
@@ -534,7 +549,7 @@ bool write_file(Run& run, Reader& reader, const Entry& e, int dirfd) {
     const mode_t mode = file_mode(run, e.exec);
     Fd fd(::openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!fd) {
-        run.fail(ExtractError::io, e.raw, std::string("create: ") + std::strerror(errno));
+        run.fail(io_failure(e.raw, "create", errno));
         return false;
     }
     struct archive* a = reader.get();
@@ -570,7 +585,7 @@ bool write_file(Run& run, Reader& reader, const Entry& e, int dirfd) {
             return false;
         }
         if (!write_all(fd.get(), static_cast<const char*>(buf), size)) {
-            run.fail(ExtractError::io, e.raw, std::string("write: ") + std::strerror(errno));
+            run.fail(io_failure(e.raw, "write", errno));
             return false;
         }
     }
@@ -584,7 +599,7 @@ bool write_file(Run& run, Reader& reader, const Entry& e, int dirfd) {
         return false;
     }
     if ((mode & run.umask_bits) != 0 && ::fchmod(fd.get(), mode) != 0) {
-        run.fail(ExtractError::io, e.raw, std::string("chmod: ") + std::strerror(errno));
+        run.fail(io_failure(e.raw, "chmod", errno));
         return false;
     }
     if (run.options.preserve_mtime) {
@@ -596,7 +611,7 @@ bool write_file(Run& run, Reader& reader, const Entry& e, int dirfd) {
         (void)::futimens(fd.get(), ts); // cosmetic; never worth failing over
     }
     if (::close(fd.release()) != 0) {
-        run.fail(ExtractError::io, e.raw, std::string("close: ") + std::strerror(errno));
+        run.fail(io_failure(e.raw, "close", errno));
         return false;
     }
     return true;
@@ -646,9 +661,8 @@ void run_reader(Run& run, const std::vector<std::uint32_t>& mine) noexcept {
                     dirfds[slot].reset(run.open_dir(e.dir));
                     cached[slot] = dirfds[slot] ? e.dir : no_entry;
                     if (!dirfds[slot]) {
-                        run.fail(ExtractError::io, e.raw,
-                                 "open directory '" + run.plan.dirs[e.dir] +
-                                     "': " + std::strerror(errno));
+                        int err = errno;
+                        run.fail(open_dir_failure(e.raw, run.plan.dirs[e.dir], err));
                         return;
                     }
                 }
@@ -836,10 +850,10 @@ Failure make_dirs(Run& run) {
         // Parents were created just before, and no link exists yet, so this
         // resolves through real directories only.
         if (::mkdirat(run.root, path.c_str(), mode) != 0) {
-            return failure(ExtractError::io, who, std::string("mkdir: ") + std::strerror(errno));
+            return io_failure(who, "mkdir", errno);
         }
         if ((mode & run.umask_bits) != 0 && ::fchmodat(run.root, path.c_str(), mode, 0) != 0) {
-            return failure(ExtractError::io, who, std::string("chmod: ") + std::strerror(errno));
+            return io_failure(who, "chmod", errno);
         }
     }
     return {};
@@ -856,20 +870,16 @@ Failure make_links(Run& run) {
             if (e.dir != 0) {
                 dirfd.reset(run.open_dir(e.dir));
                 if (!dirfd) {
-                    return failure(ExtractError::io, e.raw,
-                                   "open directory '" + run.plan.dirs[e.dir] +
-                                       "': " + std::strerror(errno));
+                    int err = errno;
+                    return open_dir_failure(e.raw, run.plan.dirs[e.dir], err);
                 }
                 parent = dirfd.get();
             }
             const char* name = e.path.c_str() + e.name;
             int rc = want == Kind::hardlink ? ::linkat(run.root, e.link.c_str(), parent, name, 0)
                                             : ::symlinkat(e.link.c_str(), parent, name);
-            if (rc != 0) {
-                return failure(ExtractError::io, e.raw,
-                               std::string(want == Kind::hardlink ? "link: " : "symlink: ") +
-                                   std::strerror(errno));
-            }
+            if (rc != 0)
+                return io_failure(e.raw, want == Kind::hardlink ? "link" : "symlink", errno);
         }
     }
     return {};
@@ -878,8 +888,7 @@ Failure make_links(Run& run) {
 Failure seal_dirs(Run& run) {
     for (std::size_t d = 1; d < run.plan.dirs.size(); ++d) {
         if (::fchmodat(run.root, run.plan.dirs[d].c_str(), 0555, 0) != 0) {
-            return failure(ExtractError::io, run.plan.dirs[d],
-                           std::string("chmod: ") + std::strerror(errno));
+            return io_failure(run.plan.dirs[d], "chmod", errno);
         }
     }
     return {};
@@ -893,13 +902,16 @@ ExtractResult extract_impl(const std::string& archive, const std::string& dest,
         res.code = f.code;
         res.entry = std::move(f.entry);
         res.error = std::move(f.message);
+        res.sys_errno = f.sys_errno;
         return res;
     };
 
     Fd afd(::open(archive.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (!afd) {
         // The archive is an input: a missing file is the caller's bad input.
-        return fail(Failure{ExtractError::io, "", "open " + archive + ": " + std::strerror(errno)});
+        int err = errno;
+        return fail(
+            Failure{ExtractError::io, "", "open " + archive + ": " + std::strerror(err), err});
     }
     struct stat st {};
     if (::fstat(afd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -907,12 +919,15 @@ ExtractResult extract_impl(const std::string& archive, const std::string& dest,
     }
 
     if (::mkdir(dest.c_str(), 0755) != 0) {
-        return fail(Failure{ExtractError::io, "", "create " + dest + ": " + std::strerror(errno)});
+        int err = errno;
+        return fail(
+            Failure{ExtractError::io, "", "create " + dest + ": " + std::strerror(err), err});
     }
     created = true;
     Fd root(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!root) {
-        return fail(Failure{ExtractError::io, "", "open " + dest + ": " + std::strerror(errno)});
+        int err = errno;
+        return fail(Failure{ExtractError::io, "", "open " + dest + ": " + std::strerror(err), err});
     }
 
     Utf8Locale locale;

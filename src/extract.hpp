@@ -77,6 +77,7 @@ struct ExtractResult {
     std::string entry;         // the offending entry's name as stored, if any
     std::uint64_t entries = 0; // archive entries seen (all types)
     std::uint64_t bytes = 0;   // bytes of file data written
+    int sys_errno = 0;         // io: the errno of the failed call (ENOSPC, EDQUOT, EMFILE, ...)
     bool ok() const noexcept { return code == ExtractError::none; }
 };
 

@@ -185,10 +185,8 @@ std::vector<std::string> list_digests(int fd) noexcept {
 // The StoreResult for a failed extraction, with `error` as its message.
 StoreResult extract_failure(const ExtractResult& x, std::string error) {
     if (x.code != ExtractError::io) return failed(StoreStatus::bad_archive, std::move(error));
-    const int e = extract_space_errno(x);
-    StoreResult r =
-        failed(e != 0 ? StoreStatus::no_space : StoreStatus::io_error, std::move(error));
-    r.sys_errno = e;
+    StoreResult r = failed(status_for_errno(x.sys_errno), std::move(error));
+    r.sys_errno = x.sys_errno;
     return r;
 }
 
@@ -212,35 +210,6 @@ std::optional<std::uint64_t> measure_at(int dirfd, const char* name, ObjectKind 
 }
 
 } // namespace
-
-int extract_space_errno(const ExtractResult& r) noexcept {
-    // extract.cpp reports destination failures (ExtractError::io) only as
-    // text, "entry '<name>': write: <strerror(errno)>" or "create <dest>:
-    // <strerror(errno)>", sometimes followed by " (cleanup: ...)"; it keeps
-    // no errno, and its file is not ours to change. So match the strerror()
-    // text of ENOSPC/EDQUOT (same process, same locale, so the same string)
-    // where a cause stands: after ": " and at the end or before the cleanup
-    // note. The entry name is archive-controlled, so the "entry '<name>': "
-    // prefix is cut off first; a name containing the text then cannot fake
-    // the cause (at worst a misnamed reason, never a skipped check).
-    if (r.code != ExtractError::io) return 0;
-    try {
-        std::string_view msg = r.error;
-        const std::string prefix = "entry '" + r.entry + "': ";
-        if (msg.substr(0, prefix.size()) == prefix) msg.remove_prefix(prefix.size());
-        constexpr std::string_view cleanup = " (cleanup: ";
-        for (int e : {ENOSPC, EDQUOT}) {
-            const std::string text = std::string(": ") + std::strerror(e);
-            for (std::size_t pos = msg.find(text); pos != std::string_view::npos;
-                 pos = msg.find(text, pos + 1)) {
-                std::string_view rest = msg.substr(pos + text.size());
-                if (rest.empty() || rest.substr(0, cleanup.size()) == cleanup) return e;
-            }
-        }
-    } catch (...) {
-    }
-    return 0;
-}
 
 const char* store_status_name(StoreStatus s) noexcept {
     switch (s) {

@@ -195,7 +195,7 @@ public:
     // first: ok with hit=true. An archive that already has `.hearth` and
     // raw wheels is refused (bad_archive): that name is hearth's. Hits and
     // publishes touch() the tree; an extraction touches the blob it read.
-    // A full disk during extraction is no_space (see extract_space_errno).
+    // A full disk or quota during extraction (ENOSPC, EDQUOT) is no_space.
     StoreResult ensure_tree(std::string_view hex, const ExtractLimits& limits = {},
                             unsigned threads = 1) noexcept;
 
@@ -277,10 +277,5 @@ private:
     mutable std::map<std::pair<ObjectKind, std::string>, std::uint64_t> sizes_;
     mutable std::uint64_t size_gen_ = 0;
 };
-
-// If `r` is an extraction failure caused by a full disk or quota, ENOSPC or
-// EDQUOT, else 0. See store.cpp for why this reads the message. Exposed for
-// tests.
-int extract_space_errno(const ExtractResult& r) noexcept;
 
 } // namespace hearth

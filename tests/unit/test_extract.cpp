@@ -250,6 +250,27 @@ TEST_CASE("a pex-like zip with a shebang prefix extracts", "[extract]") {
     CHECK(read_file(out + "/app/main.py") == "def main(): pass\n");
 }
 
+TEST_CASE("destination failures carry their errno", "[extract]") {
+    // The store tells a full disk (ENOSPC, EDQUOT: no_space) from other I/O
+    // errors by this errno, never by the message text (store_enospc.sh
+    // covers ENOSPC on a real tmpfs).
+    TempDir t;
+    const std::string archive = t.path + "/a.zip";
+    write_file(archive, make_zip({{"a.txt", "x"}}));
+    ExtractResult missing_parent = extract_zip(archive, t.path + "/no/such/out");
+    CHECK(missing_parent.code == ExtractError::io);
+    CHECK(missing_parent.sys_errno == ENOENT);
+    ::mkdir((t.path + "/exists").c_str(), 0755);
+    ExtractResult exists = extract_zip(archive, t.path + "/exists");
+    CHECK(exists.code == ExtractError::io);
+    CHECK(exists.sys_errno == EEXIST);
+    ExtractResult no_archive = extract_zip(t.path + "/none.zip", t.path + "/out");
+    CHECK(no_archive.sys_errno == ENOENT);
+    ExtractResult ok = extract_zip(archive, t.path + "/out");
+    REQUIRE(ok.ok());
+    CHECK(ok.sys_errno == 0);
+}
+
 TEST_CASE("modes: exec bits kept, setuid/setgid/sticky stripped", "[extract]") {
     TempDir t;
     const std::string archive = t.path + "/a.zip";

@@ -488,37 +488,3 @@ TEST_CASE("open removes misnamed and mistyped entries under blobs/ and trees/", 
     CHECK(fs::exists("/etc/passwd")); // links removed, never followed
     CHECK(names_in(state + "/tmp").empty());
 }
-
-TEST_CASE("extract_space_errno reads the cause, not the entry name", "[store]") {
-    const std::string nospc = std::strerror(ENOSPC);
-    ExtractResult x;
-    x.code = ExtractError::io;
-    x.entry = "pkg/data.bin";
-    x.error = "entry 'pkg/data.bin': write: " + nospc;
-    CHECK(extract_space_errno(x) == ENOSPC);
-    x.error += " (cleanup: rmdir /s/tmp/tree-x: Directory not empty)";
-    CHECK(extract_space_errno(x) == ENOSPC);
-    x.error = "entry 'pkg/data.bin': write: " + std::string(std::strerror(EDQUOT));
-    CHECK(extract_space_errno(x) == EDQUOT);
-
-    x.entry.clear();
-    x.error = "create /s/tmp/tree-abc: " + nospc;
-    CHECK(extract_space_errno(x) == ENOSPC);
-
-    // Not an io failure, or another errno: 0.
-    x.error = "entry 'pkg/data.bin': write: " + nospc;
-    x.entry = "pkg/data.bin";
-    x.code = ExtractError::limit;
-    CHECK(extract_space_errno(x) == 0);
-    x.code = ExtractError::io;
-    x.error = "entry 'pkg/data.bin': write: " + std::string(std::strerror(EACCES));
-    CHECK(extract_space_errno(x) == 0);
-
-    // An archive-chosen name that spells the text does not fake the cause.
-    x.entry = "a: " + nospc;
-    x.error = "entry '" + x.entry + "': write: " + std::strerror(EACCES);
-    CHECK(extract_space_errno(x) == 0);
-    x.entry = "x': write: " + nospc;
-    x.error = "entry '" + x.entry + "': create: " + std::strerror(EIO);
-    CHECK(extract_space_errno(x) == 0);
-}
