@@ -183,7 +183,7 @@ Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup,
         }
     }
 
-    for (std::string_view controller : {"memory", "cpu", "cpuacct", "pids", "freezer", "cpuset"}) {
+    for (std::string_view controller : {"memory", "cpu", "cpuacct", "pids", "freezer"}) {
         std::optional<std::string> own;
         for (const auto& p : procs)
             if (has_token(p.controllers, controller)) own = p.path;
@@ -216,7 +216,7 @@ Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup,
         layout.mode = Mode::v1;
     } else if (unified) {
         layout.mode = Mode::v2;
-        layout.v1.clear(); // cpuacct, freezer or cpuset alone add nothing to v2
+        layout.v1.clear(); // cpuacct or freezer alone add nothing to v2
     } else {
         layout.mode = Mode::none;
         layout.v1.clear();

@@ -52,8 +52,11 @@ struct Layout {
     std::string reason;        // why `none`; otherwise notes (may be empty)
     std::string unified_mount; // cgroup2 mount point; empty when there is none
     std::string unified_self;  // directory of hearth's own cgroup in it
-    // Only the controllers hearth uses: memory, cpu, cpuacct, pids, freezer,
-    // cpuset.
+    // Only the controllers hearth uses: memory, cpu, cpuacct, pids, freezer.
+    // Not the v1 cpuset: a v1 child cpuset must hold CPUs of its own, and the
+    // kernel then refuses to shrink the parent (EBUSY), which would break
+    // `docker update --cpuset-cpus` on hearth's container; v1 revisions are
+    // confined by their affinity instead (cpu_spread.hpp).
     // Co-mounted controllers (cpu,cpuacct) share one V1Hierarchy value.
     std::map<std::string, V1Hierarchy> v1;
 };
@@ -81,9 +84,9 @@ struct Limits {
     std::optional<std::uint64_t> pids_max;
     // CPUs the revision is confined to, cpulist format ("1", "0-2,5"); empty
     // = every CPU of the parent. Not a user request: hearth's placement
-    // (cpu_spread.hpp). Written to cpuset.cpus where a cpuset hierarchy or
-    // controller is available (Cgroup::confines_cpus()); a missing one is
-    // not a degradation, the spawned child then sets its own affinity.
+    // (cpu_spread.hpp). Written to cpuset.cpus where the v2 cpuset
+    // controller is available (Cgroup::confines_cpus()); elsewhere the
+    // spawned child sets its own affinity, which is not a degradation.
     std::string cpuset_cpus;
 };
 
@@ -297,8 +300,8 @@ public:
     virtual Enforcement enforcement() const = 0;
     // Directory `<parent>/envs` per hierarchy (empty for none).
     virtual std::vector<std::string> envs_directories() const = 0;
-    // A cpuset hierarchy (v1) or controller (v2) confines revisions to
-    // Limits::cpuset_cpus; false: they confine themselves with affinity.
+    // The v2 cpuset controller confines revisions to Limits::cpuset_cpus;
+    // false: they confine themselves with affinity.
     virtual bool cpusets() const { return false; }
     // {"driver","enforcement","degraded",["reason"],"envs","cpu_sets",...}
     // for status/logs; cpu_sets is "cpuset" or "affinity".

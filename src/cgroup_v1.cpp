@@ -21,44 +21,9 @@ using detail::join;
 // One mounted hierarchy and the roles hearth gives it (cpu and cpuacct are
 // often co-mounted: one directory, two roles).
 struct Hierarchy {
-    std::set<std::string> roles; // memory, cpu, cpuacct, pids, freezer, cpuset
-    std::string mount;
-    std::string envs; // <parent>/envs
+    std::set<std::string> roles; // memory, cpu, cpuacct, pids, freezer
+    std::string envs;            // <parent>/envs
 };
-
-std::string trimmed(std::optional<std::string> text) {
-    if (!text) return {};
-    while (!text->empty() && (text->back() == '\n' || text->back() == ' '))
-        text->pop_back();
-    return *text;
-}
-
-// A v1 cpuset directory starts with empty cpuset.cpus and cpuset.mems, and no
-// task can join it until both are set (ENOSPC). Fills the empty ones from the
-// parent, from just below the mount down to `dir`; directories that already
-// have values (the machine's own) are left alone. "" or the error.
-std::string inherit_cpuset(const std::string& mount, const std::string& dir, bool plain) {
-    if (dir.size() <= mount.size() || dir.compare(0, mount.size(), mount) != 0) return "";
-    std::string parent = mount;
-    std::size_t pos = mount.size();
-    while (pos < dir.size()) {
-        std::size_t next = dir.find('/', pos + 1);
-        if (next == std::string::npos) next = dir.size();
-        std::string current = dir.substr(0, next);
-        if (current.size() > parent.size() + 1) {
-            for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
-                if (!trimmed(detail::read_file(join(current, file))).empty()) continue;
-                std::string value = trimmed(detail::read_file(join(parent, file)));
-                if (value.empty()) return "no " + std::string(file) + " in " + parent;
-                if (int err = detail::write_file(join(current, file), value, plain))
-                    return "write " + value + " to " + join(current, file) + ": " + errno_text(err);
-            }
-        }
-        parent = current;
-        pos = next;
-    }
-    return "";
-}
 
 std::string parent_dir(const std::string& mount, const std::string& self, const Config& config) {
     if (config.parent_under_self) return join(self, config.parent);
@@ -95,7 +60,6 @@ public:
     int placement_fd() const override { return unified_fd_.get(); }
 
     void add_unenforced(std::string what) { unenforced_.push_back(std::move(what)); }
-    void set_confines_cpus() { confines_cpus_ = true; }
     std::string dir(const std::string& role) const {
         auto it = roles_.find(role);
         return it == roles_.end() ? std::string() : it->second;
@@ -184,7 +148,6 @@ public:
             if (hybrid && controller == "freezer") continue;
             Hierarchy& entry = by_mount[h.mount];
             entry.roles.insert(controller);
-            entry.mount = h.mount;
             entry.envs = join(parent_dir(h.mount, h.self, config), "envs");
         }
         for (auto& [mount, h] : by_mount)
@@ -197,25 +160,15 @@ public:
     std::string setup() {
         std::string first_error;
         for (auto& h : candidates_) {
-            std::vector<std::string> created; // deepest last
+            std::vector<std::string> created; // parents first
             if (int err = detail::make_dirs(h.envs, &created)) {
                 std::string what = "cannot create " + h.envs + ": " + errno_text(err);
                 for (const auto& role : h.roles)
                     problems_[role] = what;
                 if (first_error.empty()) first_error = what;
+                for (auto d = created.rbegin(); d != created.rend(); ++d)
+                    detail::remove_dir(*d, plain_, false);
                 continue;
-            }
-            if (h.roles.count("cpuset")) {
-                // Optional: without it, confined revisions set their affinity.
-                if (std::string e = inherit_cpuset(h.mount, h.envs, plain_); !e.empty()) {
-                    problems_["cpuset"] = e;
-                    h.roles.erase("cpuset");
-                    if (h.roles.empty()) {
-                        for (auto d = created.rbegin(); d != created.rend(); ++d)
-                            detail::remove_dir(*d, plain_, false);
-                        continue;
-                    }
-                }
             }
             created_.insert(created_.end(), created.begin(), created.end());
             hierarchies_.push_back(std::move(h));
@@ -259,15 +212,6 @@ public:
                 "one, racing with fork");
         e.enforced = e.degraded.empty();
         return e;
-    }
-
-    bool cpusets() const override { return has("cpuset"); }
-
-    nlohmann::json describe() const override {
-        nlohmann::json j = Driver::describe();
-        if (auto it = problems_.find("cpuset"); it != problems_.end())
-            j["cpuset_problem"] = it->second;
-        return j;
     }
 
     std::vector<std::string> envs_directories() const override {
@@ -353,14 +297,18 @@ public:
                 missing("cpu_weight", "cpu");
         }
         if (limits.cpu_idle) {
-            // Absent before 5.15: the child then takes SCHED_IDLE itself.
-            if (!has("cpu"))
+            // Absent before 5.15: the child then takes SCHED_IDLE, which
+            // ranks it only within its own group, so the group also gets
+            // the smallest share against the other revisions.
+            if (!has("cpu")) {
                 missing("cpu_idle", "cpu");
-            else if (!plain_ && !detail::exists(join(cg->dir("cpu"), "cpu.idle")))
-                cg->add_unenforced(
-                    "cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE policy instead");
-            else
+            } else if (!plain_ && !detail::exists(join(cg->dir("cpu"), "cpu.idle"))) {
+                cg->add_unenforced("cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
+                                   "policy and cpu.shares 2 instead");
+                ok = ok && write("cpu", "cpu.shares", "2");
+            } else {
                 ok = ok && write("cpu", "cpu.idle", "1");
+            }
         }
         if (limits.pids_max) {
             if (has("pids"))
@@ -368,38 +316,12 @@ public:
             else
                 missing("pids_max", "pids");
         }
-        if (ok && has("cpuset")) ok = write_cpuset(*cg, limits, error);
         if (!ok) {
             undo();
             return nullptr;
         }
         cg->open_unified_fd();
         return cg;
-    }
-
-    // Every v1 cpuset directory needs its own cpus and mems before a task
-    // can join: the envs directory's, or the revision's CPU set. A CPU set
-    // the kernel refuses (outside the parent's) leaves the revision on the
-    // parent's CPUs, unconfined by the cgroup, rather than failing its start.
-    bool write_cpuset(V1Cgroup& cg, const Limits& limits, std::string& error) const {
-        std::string dir = cg.dir("cpuset");
-        std::string envs = dir.substr(0, dir.rfind('/'));
-        for (const char* file : {"cpuset.mems", "cpuset.cpus"}) {
-            std::string path = join(dir, file);
-            if (std::string(file) == "cpuset.cpus" && !limits.cpuset_cpus.empty() &&
-                detail::write_file(path, limits.cpuset_cpus, plain_) == 0) {
-                cg.set_confines_cpus();
-                continue;
-            }
-            std::string value = trimmed(detail::read_file(join(envs, file)));
-            int err = value.empty() ? ENOENT : detail::write_file(path, value, plain_);
-            if (err) {
-                error = "write " + (value.empty() ? std::string("(empty)") : value) + " to " +
-                        path + ": " + errno_text(err);
-                return false;
-            }
-        }
-        return true;
     }
 
     std::vector<std::string> cleanup_stale(std::vector<std::string>* failures) const override {

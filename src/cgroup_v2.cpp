@@ -274,10 +274,14 @@ public:
             std::string path = join(dir, w.file);
             int err = detail::write_file(path, *w.value, plain_);
             if (err == ENOENT && std::string_view(w.file) == "cpu.idle") {
-                // Before 5.15: the child then takes SCHED_IDLE itself.
-                cg->add_unenforced(
-                    "cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE policy instead");
-                continue;
+                // Before 5.15: the child then takes SCHED_IDLE, which ranks it
+                // only within its own group; the group also gets the smallest
+                // weight against the other revisions.
+                cg->add_unenforced("cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
+                                   "policy and cpu.weight 1 instead");
+                err = detail::write_file(join(dir, "cpu.weight"), "1", plain_);
+                if (err == 0) continue;
+                path = join(dir, "cpu.weight");
             }
             if (err) {
                 error = "write " + *w.value + " to " + path + ": " + errno_text(err);

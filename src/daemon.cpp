@@ -789,6 +789,8 @@ void Daemon::prepare_cgroup(const std::string& id) {
                 r->sched_idle |= l.cpu_idle && u.rfind("cpu_idle", 0) == 0;
             if (r->state == State::starting && r->start_waiting) start_process(id);
         });
+    // Assigned by create() at once: status shows the CPUs from now on.
+    rev->cpus = isolation_.cpus_of(id);
 }
 
 void Daemon::start_process(const std::string& id) {
@@ -1113,12 +1115,7 @@ void Daemon::stop_all(std::function<void()> done) {
     // not hold up the exit.
     if (probe_pid_ > 0) ::kill(-probe_pid_, SIGKILL);
     auto pending = std::make_shared<int>(1);
-    // Every revision has ended, and with it its cgroup: what hearth created
-    // in cgroupfs goes too.
-    auto shared_done = std::make_shared<std::function<void()>>([this, done = std::move(done)] {
-        isolation_.remove_own_directories();
-        done();
-    });
+    auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
     auto one_done = [pending, shared_done] {
         if (--*pending == 0) (*shared_done)();
     };
@@ -1137,6 +1134,10 @@ std::vector<pid_t> Daemon::process_groups() const {
         for (const auto& rev : loc.revisions)
             if (rev->process_running) groups.push_back(rev->pid);
     return groups;
+}
+
+void Daemon::remove_own_cgroups() {
+    isolation_.remove_own_directories();
 }
 
 void Daemon::before_exit() {

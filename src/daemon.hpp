@@ -45,6 +45,10 @@ public:
     // Right before exit: drain captured output, flush forwarding, close the
     // control socket.
     void before_exit();
+    // After the loop has stopped and the thread pool is idle (so no cgroup
+    // creation or removal is still running): removes the cgroup directories
+    // hearth created at start, so a clean exit leaves nothing in cgroupfs.
+    void remove_own_cgroups();
 
 private:
     struct Subscriber {

@@ -38,7 +38,7 @@ public:
     void start();
     // Closes the poll and timer handles (before the loop goes away).
     void close();
-    // Clean shutdown, once every revision's cgroup is gone: removes the
+    // At exit, once every revision's cgroup is gone: removes the
     // directories start() created (envs, a --cgroup-parent that did not
     // exist), so a clean exit leaves nothing in cgroupfs. Blocking, brief.
     void remove_own_directories();

@@ -46,6 +46,7 @@ int run(uv_loop_t* loop, const hearth::Options& opts) {
     // and use the objects below, so wait for their completions first.
     while (blocking_jobs_in_flight() > 0)
         uv_run(loop, UV_RUN_ONCE);
+    daemon.remove_own_cgroups();
     return init.exit_code();
 }
 

@@ -14,7 +14,7 @@
 #                 hierarchy (deepest first), then runs lib.sh's cleanup.
 #   CG_UNIFIED    the cgroup2 mount point ("" when there is none)
 #   CG_V1         controller -> v1 mount point (memory, cpu, cpuacct, pids,
-#                 freezer, cpuset; only those mounted read-write)
+#                 freezer; only those mounted read-write)
 #   CG_MODE       what hearth's auto driver should find: v1, v2, hybrid, none
 #   WORKLOADS     the source pex of tests/fixtures/workloads.py (module
 #                 hearth_workloads) after make_workloads
@@ -47,7 +47,7 @@ while read -r line; do
         ;;
     cgroup)
         CG_ALL_MOUNTS+=("$mnt")
-        for c in memory cpu cpuacct pids freezer cpuset; do
+        for c in memory cpu cpuacct pids freezer; do
             case ",${rf[2]}," in *,"$c",*) CG_V1[$c]=$mnt ;; esac
         done
         ;;
