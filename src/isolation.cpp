@@ -108,11 +108,17 @@ void Isolation::create(const std::string& name, const cgroup::Limits& requested,
             std::shared_ptr<cgroup::Cgroup> cg = driver->create(name, limits, error);
             return Made(std::move(cg), std::move(error));
         },
-        [done = std::move(done)](std::optional<Made> made, std::string error) {
+        [driver, name, cpus = limits.cpuset_cpus, done = std::move(done)](std::optional<Made> made,
+                                                                          std::string error) {
             if (!made) return done(nullptr, error);
             if (!made->first)
                 return done(nullptr,
                             made->second.empty() ? "cgroup creation failed" : made->second);
+            // The kernel refused the set (CPUs outside the parent's cpuset):
+            // the child's affinity will fail the same way, so say so.
+            if (!cpus.empty() && driver->cpusets() && !made->first->confines_cpus())
+                log::warn("cpuset.cpus refused; the revision may run on every CPU of its parent",
+                          {{"id", name}, {"cpus", cpus}});
             done(std::move(made->first), {});
         });
 }
