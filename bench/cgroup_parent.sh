@@ -37,7 +37,7 @@ remove_bench_cgroups() {
         for m in "${CG_MOUNTS[@]}"; do
             [ -d "$m$CG_PARENT" ] || continue
             while read -r d; do
-                for pid in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+                while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$d/cgroup.procs" 2>/dev/null
                 rmdir "$d" 2>/dev/null || left=1
             done < <(find "$m$CG_PARENT" -depth -type d)
         done

@@ -37,7 +37,8 @@ MKPEX=$SOURCE_ROOT/tests/fixtures/mkpex.py
 HTTPD=$SOURCE_ROOT/tests/fixtures/httpd.py
 export TZ=${TZ:-:/etc/localtime}
 
-log() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/build_lib.sh
+. bench/build_lib.sh
 
 missing=()
 command -v curl >/dev/null || missing+=("curl (Debian package curl)")
@@ -51,17 +52,7 @@ CURL=$(type -P curl)
 BSDTAR=$(type -P bsdtar)
 
 # ------------------------------------------------------------------ build
-if [ -z "${HEARTH:-}" ]; then
-    build=${1:-build-bench}
-    if [ ! -f "$build/build.ninja" ]; then
-        log "meson setup $build"
-        meson setup "$build" --buildtype=release >/dev/null
-    fi
-    log "ninja -C $build src/hearth"
-    ninja -C "$build" src/hearth >/dev/null
-    HEARTH=$SOURCE_ROOT/$build/src/hearth
-fi
-[ -x "$HEARTH" ] || { echo "no hearth binary at $HEARTH" >&2; exit 1; }
+bench_hearth "${1:-}"
 
 # ------------------------------------------------------------------ inputs
 mkdir -p "$BENCH_DIR"
@@ -97,7 +88,7 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
-# shellcheck source=cgroup_parent.sh
+# shellcheck source=bench/cgroup_parent.sh
 . bench/cgroup_parent.sh
 
 # A small source.pex whose entry just sleeps.

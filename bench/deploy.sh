@@ -48,7 +48,8 @@ SYSPY=/usr/bin/python3 # runs the helpers, mkpex.py and the pex tool (not measur
 HELPER=$SOURCE_ROOT/bench/deploy_bench.py
 MKPEX=$SOURCE_ROOT/tests/fixtures/mkpex.py
 
-log() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/build_lib.sh
+. bench/build_lib.sh
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if ! command -v hyperfine >/dev/null; then
@@ -60,20 +61,7 @@ fi
 HYPERFINE=$(type -P hyperfine)
 
 # ------------------------------------------------------------------ build
-if [ -z "${HEARTH:-}" ]; then
-    build=${1:-build-bench}
-    if [ ! -f "$build/build.ninja" ]; then
-        log "meson setup $build"
-        meson setup "$build" --buildtype=release >/dev/null
-    fi
-    log "ninja -C $build src/hearth src/hearthctl"
-    ninja -C "$build" src/hearth src/hearthctl >/dev/null
-    HEARTH=$SOURCE_ROOT/$build/src/hearth
-    HEARTHCTL=$SOURCE_ROOT/$build/src/hearthctl
-fi
-HEARTHCTL=${HEARTHCTL:-$(dirname "$HEARTH")/hearthctl}
-[ -x "$HEARTH" ] || { echo "no hearth binary at $HEARTH" >&2; exit 1; }
-[ -x "$HEARTHCTL" ] || { echo "no hearthctl binary at $HEARTHCTL" >&2; exit 1; }
+bench_hearth "${1:-}"
 
 TMP=$(mktemp -d /tmp/hearth-bench-deploy.XXXXXX)
 SHM=
@@ -95,7 +83,7 @@ cleanup() {
     remove_bench_cgroups
 }
 trap cleanup EXIT
-# shellcheck source=cgroup_parent.sh
+# shellcheck source=bench/cgroup_parent.sh
 . bench/cgroup_parent.sh
 mkdir -p "$TMP/cwd" "$TMP/pex-root"
 SOCK=$TMP/run/control.sock          # the measured hearth: state on disk, under /tmp

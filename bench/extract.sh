@@ -43,7 +43,8 @@ SYSPY=/usr/bin/python3
 MKPEX=$SOURCE_ROOT/tests/fixtures/mkpex.py
 export TZ=${TZ:-:/etc/localtime}
 
-log() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/build_lib.sh
+. bench/build_lib.sh
 
 missing=()
 command -v bsdtar >/dev/null || missing+=("bsdtar (Debian package libarchive-tools)")
@@ -58,16 +59,7 @@ UNZIP=$(type -P unzip)
 # ------------------------------------------------------------------ build
 if [ -z "${EXTRACT_BENCH:-}" ]; then
     build=${1:-build-bench}
-    if [ ! -f "$build/build.ninja" ]; then
-        log "meson setup $build"
-        meson setup "$build" --buildtype=release >/dev/null
-    fi
-    log "ninja -C $build bench/hearth-extract-bench"
-    if ! ninja -C "$build" bench/hearth-extract-bench >/dev/null; then
-        echo "bench/extract.sh: cannot build bench/hearth-extract-bench in $build" \
-            "(is subdir('bench') in meson.build?)" >&2
-        exit 1
-    fi
+    bench_build "$build" bench/hearth-extract-bench
     EXTRACT_BENCH=$SOURCE_ROOT/$build/bench/hearth-extract-bench
 fi
 [ -x "$EXTRACT_BENCH" ] || { echo "no hearth-extract-bench at $EXTRACT_BENCH" >&2; exit 1; }

@@ -21,12 +21,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-SOURCE_ROOT=$PWD
 RUNS=${RUNS:-300}
 [ "$RUNS" -ge 200 ] || RUNS=200
 WARMUP=20
 
-log() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/build_lib.sh
+. bench/build_lib.sh
 
 # ------------------------------------------------------------------ tools
 missing=()
@@ -48,17 +48,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3)
 
 # ------------------------------------------------------------------ build
-if [ -z "${HEARTH:-}" ]; then
-    build=${1:-build-bench}
-    if [ ! -f "$build/build.ninja" ]; then
-        log "meson setup $build"
-        meson setup "$build" --buildtype=release >/dev/null
-    fi
-    log "ninja -C $build src/hearth"
-    ninja -C "$build" src/hearth >/dev/null
-    HEARTH=$SOURCE_ROOT/$build/src/hearth
-fi
-[ -x "$HEARTH" ] || { echo "no hearth binary at $HEARTH" >&2; exit 1; }
+bench_hearth "${1:-}"
 
 TMP=$(mktemp -d /tmp/hearth-bench.XXXXXX)
 STARTED=()
@@ -73,7 +63,7 @@ cleanup() {
     remove_bench_cgroups
 }
 trap cleanup EXIT
-# shellcheck source=cgroup_parent.sh
+# shellcheck source=bench/cgroup_parent.sh
 . bench/cgroup_parent.sh
 mkdir -p "$TMP/state" "$TMP/run"
 HEARTH_ARGS=(--state-dir "$TMP/state" --run-dir "$TMP/run" --cgroup-parent "$CG_PARENT")

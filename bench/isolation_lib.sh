@@ -11,24 +11,14 @@ HELPER=$SOURCE_ROOT/bench/isolation_bench.py
 MKPEX=$SOURCE_ROOT/tests/fixtures/mkpex.py
 unset PYTHONDONTWRITEBYTECODE PYTHONUNBUFFERED
 
-log() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/build_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/build_lib.sh"
 [ "$(id -u)" = 0 ] || { echo "needs root (cgroupfs)" >&2; exit 1; }
 
-if [ -z "${HEARTH:-}" ]; then
-    build=${1:-build-bench}
-    if [ ! -f "$build/build.ninja" ]; then
-        log "meson setup $build"
-        meson setup "$build" --buildtype=release >/dev/null
-    fi
-    log "ninja -C $build src/hearth src/hearthctl"
-    ninja -C "$build" src/hearth src/hearthctl >/dev/null
-    HEARTH=$SOURCE_ROOT/$build/src/hearth
-fi
-HEARTHCTL=${HEARTHCTL:-$(dirname "$HEARTH")/hearthctl}
-[ -x "$HEARTH" ] || { echo "no hearth binary at $HEARTH" >&2; exit 1; }
+bench_hearth "${1:-}"
 
 BENCH_NAME=$(basename "$0" .sh)
-# shellcheck source=cgroup_parent.sh
+# shellcheck source=bench/cgroup_parent.sh
 . "$(dirname "${BASH_SOURCE[0]}")/cgroup_parent.sh"
 TMP=$(mktemp -d "/tmp/hearth-bench-$BENCH_NAME.XXXXXX")
 chmod 755 "$TMP"

@@ -34,7 +34,7 @@
 # bench idle (see `wakeup` in bench/isolation_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=isolation_lib.sh
+# shellcheck source=bench/isolation_lib.sh
 . bench/isolation_lib.sh
 REQUESTS=${REQUESTS:-1000}
 ROUNDS=${ROUNDS:-8}

@@ -21,7 +21,7 @@
 # round; hearth daemons are stopped by pid; the cgroup parent is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=isolation_lib.sh
+# shellcheck source=bench/isolation_lib.sh
 . bench/isolation_lib.sh
 RUNS=${RUNS:-30}
 
