@@ -278,8 +278,7 @@ class OomWaiter(threading.Thread):
         self.dir = directory
         self.kill_time = None
         self.stop = False
-        self.seen = False
-        self.error = None
+        self.error = None  # why the notification could not be set up
 
     def _count(self):
         for name in ("memory.oom_control", "memory.events"):
@@ -288,7 +287,6 @@ class OomWaiter(threading.Thread):
                     for line in f:
                         k, _, v = line.partition(" ")
                         if k == "oom_kill":
-                            self.seen = True
                             return int(v)
             except OSError:
                 pass
@@ -402,6 +400,7 @@ def cmd_noisy(a):
             "reason": p.get("reason"),
             "source": ((p.get("revision") or {}).get("oom") or {}).get("source"),
             "kernel_kill": poller.kill_time,
+            "watch_error": poller.error,
             "last_beat": last_beat,
             "event_arrival": t_event,
             "event_ts": iso_to_epoch(p["ts"]) if p.get("ts") else None,
@@ -460,6 +459,10 @@ def cmd_report_noisy(a):
     beat = [(o["event_arrival"] - o["last_beat"]) * 1000 for o in ooms if o["last_beat"]]
     stamp = [(o["event_ts"] - o["kernel_kill"]) * 1000 for o in ooms if o["kernel_kill"] and o["event_ts"]]
     print("memory hogs: %d, outcomes %s" % (len(ooms), reasons))
+    errors = [o["watch_error"] for o in ooms if o.get("watch_error")]
+    if errors:
+        print("bench could not watch the kernel's OOM notification for %d hogs, e.g.: %s" % (
+            len(errors), errors[0]))
     if kernel:
         print("OOM kill (kernel notification, seen by the bench) -> oom_killed event received: "
               "median %.1f ms, max %.1f ms (n=%d); -> event ts: median %.1f ms" % (

@@ -71,6 +71,11 @@ void CpuSpread::release(const std::string& name) {
     held_.erase(name);
 }
 
+std::vector<int> CpuSpread::cpus_of(const std::string& name) const {
+    auto it = held_.find(name);
+    return it == held_.end() ? std::vector<int>{} : it->second.cpus;
+}
+
 std::map<int, int> CpuSpread::holders() const {
     std::map<int, int> out;
     for (int cpu : usable_)

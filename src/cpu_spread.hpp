@@ -46,7 +46,9 @@ public:
     std::vector<int> assign(const std::string& name, double cpus);
     // Forgets `name`'s CPUs (unknown names are ignored).
     void release(const std::string& name);
-    // Confined revisions per usable CPU, for status and tests.
+    // `name`'s CPUs, ascending; empty when it holds none.
+    std::vector<int> cpus_of(const std::string& name) const;
+    // Confined revisions per usable CPU (tests).
     std::map<int, int> holders() const;
     const std::vector<int>& usable() const { return usable_; }
 

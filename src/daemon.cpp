@@ -756,7 +756,6 @@ void Daemon::prepare_cgroup(const std::string& id) {
             }
             r->cgroup = std::move(cg);
             r->cgroup_state = Revision::CgroupState::ready;
-            r->cpus = isolation_.cpus_of(id);
             r->cpus_by_cgroup = r->cgroup->confines_cpus();
             const auto& l = r->spec.limits;
             r->degraded = r->cgroup->unenforced();

@@ -95,10 +95,7 @@ void Isolation::create(const std::string& name, const cgroup::Limits& requested,
     cgroup::Limits limits = requested;
     if (options_.cpu_spread && limits.cpu_quota) {
         std::vector<int> cpus = cpu_spread_.assign(name, *limits.cpu_quota);
-        if (!cpus.empty()) {
-            limits.cpuset_cpus = format_cpu_list(cpus);
-            cpus_[name] = std::move(cpus);
-        }
+        if (!cpus.empty()) limits.cpuset_cpus = format_cpu_list(cpus);
     }
     using Made = std::pair<std::shared_ptr<cgroup::Cgroup>, std::string>;
     run_blocking<Made>(
@@ -124,13 +121,11 @@ void Isolation::create(const std::string& name, const cgroup::Limits& requested,
 }
 
 std::vector<int> Isolation::cpus_of(const std::string& name) const {
-    auto it = cpus_.find(name);
-    return it == cpus_.end() ? std::vector<int>{} : it->second;
+    return cpu_spread_.cpus_of(name);
 }
 
 void Isolation::release_cpus(const std::string& name) {
     cpu_spread_.release(name);
-    cpus_.erase(name);
 }
 
 void Isolation::watch(const std::string& name, const cgroup::Cgroup* cg, pid_t session,

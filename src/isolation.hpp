@@ -108,7 +108,6 @@ private:
     Timer watchdog_timer_;
     std::map<std::string, Watched> watched_;
     CpuSpread cpu_spread_;
-    std::map<std::string, std::vector<int>> cpus_;
 };
 
 } // namespace hearth

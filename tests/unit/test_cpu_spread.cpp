@@ -27,7 +27,9 @@ TEST_CASE("cpu spread: ceil(cpus) CPUs, least promised first, high CPUs on ties"
     CHECK(spread.holders() == std::map<int, int>{{0, 1}, {1, 1}, {2, 1}, {3, 2}});
     // A restart keeps its CPUs, whatever it asks.
     CHECK(spread.assign("a", 2.5) == V{3});
+    CHECK(spread.cpus_of("a") == V{3});
     spread.release("a");
+    CHECK(spread.cpus_of("a").empty());
     spread.release("d");
     spread.release("never-assigned");
     CHECK(spread.holders() == std::map<int, int>{{0, 1}, {1, 1}, {2, 1}, {3, 0}});
