@@ -42,38 +42,127 @@ CpuSpread::CpuSpread(std::vector<int> usable) : usable_(std::move(usable)) {
     usable_.erase(std::unique(usable_.begin(), usable_.end()), usable_.end());
 }
 
-std::vector<int> CpuSpread::assign(const std::string& name, double cpus) {
-    if (auto it = held_.find(name); it != held_.end()) return it->second.cpus;
-    if (!(cpus > 0) || usable_.empty()) return {};
-    // A tiny tolerance so that 2.0000000001 (from a JSON double) is 2 CPUs.
-    double wanted = std::ceil(cpus - 1e-9);
-    if (wanted >= static_cast<double>(usable_.size())) return {};
-    auto count = static_cast<std::size_t>(std::max(1.0, wanted));
+namespace {
 
+// A tiny tolerance so that 2.0000000001 (from a JSON double) is 2 CPUs.
+std::size_t whole_cpus(double cpus) {
+    return static_cast<std::size_t>(std::max(1.0, std::ceil(cpus - 1e-9)));
+}
+
+} // namespace
+
+std::vector<int> CpuSpread::least_loaded(const std::vector<int>& pool, std::size_t count) const {
     std::map<int, double> load;
-    for (int cpu : usable_)
+    for (int cpu : pool)
         load[cpu] = 0;
     for (const auto& [other, held] : held_)
         for (int cpu : held.cpus)
             if (auto l = load.find(cpu); l != load.end()) l->second += held.share;
-    std::vector<int> order = usable_;
+    std::vector<int> order = pool;
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
         if (load[a] != load[b]) return load[a] < load[b];
         return a > b;
     });
-    order.resize(count);
+    order.resize(std::min(count, order.size()));
     std::sort(order.begin(), order.end());
-    held_[name] = Held{order, cpus / static_cast<double>(count)};
     return order;
 }
 
-void CpuSpread::release(const std::string& name) {
-    held_.erase(name);
+std::vector<int> CpuSpread::assign(const std::string& name, double cpus) {
+    if (auto it = held_.find(name); it != held_.end()) return it->second.cpus;
+    std::vector<int> pool = shared();
+    if (!(cpus > 0) || pool.empty()) return {};
+    std::size_t count = whole_cpus(cpus);
+    if (count >= pool.size()) return {};
+    std::vector<int> chosen = least_loaded(pool, count);
+    held_[name] = Held{chosen, cpus, cpus / static_cast<double>(count), false, {}};
+    return chosen;
+}
+
+std::vector<int> CpuSpread::assign_exclusive(const std::string& name, const std::string& owner,
+                                             double cpus, std::string& error) {
+    if (auto it = held_.find(name); it != held_.end() && it->second.exclusive)
+        return it->second.cpus;
+    release(name);
+    for (const auto& [other, held] : held_) {
+        if (held.exclusive && held.owner == owner) {
+            held_[name] = Held{held.cpus, cpus, held.share, true, owner};
+            return held_[name].cpus;
+        }
+    }
+    std::vector<int> pool = shared();
+    std::size_t count = whole_cpus(cpus > 0 ? cpus : 1);
+    if (count + 1 > pool.size()) {
+        error = "cpu_exclusive: " + std::to_string(count) + " CPU(s) wanted, " +
+                std::to_string(pool.size()) + " shared (" + format_cpu_list(pool) +
+                ") and one must stay shared";
+        auto owners = exclusive_owners();
+        if (!owners.empty()) {
+            error += "; held exclusively:";
+            for (const auto& [cpu, who] : owners)
+                error += " " + std::to_string(cpu) + " by " + who;
+        }
+        return {};
+    }
+    std::vector<int> chosen = least_loaded(pool, count);
+    held_[name] = Held{chosen, cpus, cpus / static_cast<double>(count), true, owner};
+    // Move confined revisions off the reserved CPUs, most demanding first
+    // so that they get the emptiest of what is left.
+    std::vector<std::pair<std::string, double>> displaced;
+    for (const auto& [other, held] : held_) {
+        if (held.exclusive) continue;
+        for (int cpu : held.cpus)
+            if (std::binary_search(chosen.begin(), chosen.end(), cpu)) {
+                displaced.emplace_back(other, held.asked);
+                break;
+            }
+    }
+    std::stable_sort(displaced.begin(), displaced.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    for (const auto& [other, asked] : displaced)
+        held_.erase(other);
+    for (const auto& [other, asked] : displaced)
+        assign(other, asked);
+    return chosen;
+}
+
+bool CpuSpread::release(const std::string& name) {
+    auto it = held_.find(name);
+    if (it == held_.end()) return false;
+    bool was_exclusive = it->second.exclusive;
+    std::string owner = it->second.owner;
+    held_.erase(it);
+    if (!was_exclusive) return false;
+    for (const auto& [other, held] : held_)
+        if (held.exclusive && held.owner == owner) return false;
+    return true;
 }
 
 std::vector<int> CpuSpread::cpus_of(const std::string& name) const {
     auto it = held_.find(name);
     return it == held_.end() ? std::vector<int>{} : it->second.cpus;
+}
+
+bool CpuSpread::is_exclusive(const std::string& name) const {
+    auto it = held_.find(name);
+    return it != held_.end() && it->second.exclusive;
+}
+
+std::vector<int> CpuSpread::shared() const {
+    std::vector<int> out;
+    auto owners = exclusive_owners();
+    for (int cpu : usable_)
+        if (!owners.count(cpu)) out.push_back(cpu);
+    return out;
+}
+
+std::map<int, std::string> CpuSpread::exclusive_owners() const {
+    std::map<int, std::string> out;
+    for (const auto& [name, held] : held_)
+        if (held.exclusive)
+            for (int cpu : held.cpus)
+                out[cpu] = held.owner;
+    return out;
 }
 
 std::map<int, int> CpuSpread::holders() const {

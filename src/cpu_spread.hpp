@@ -11,6 +11,18 @@
 // its quota stays the same. Revisions without a CPU limit, and those whose
 // limit needs every usable CPU, are not confined.
 //
+// Exclusive CPUs (limits.cpu_exclusive, the static policy of Kubernetes' CPU
+// manager): a revision can also ask for ceil(cpus) CPUs of its own. They
+// leave the shared pool: every other revision (confined ones are moved off
+// them), and hearth itself, run on the rest. A quota confines in time and a
+// placement in space, but neighbours still share a CPU; only a CPU nobody
+// else runs on keeps a latency-sensitive revision's wakeups from waiting
+// behind a neighbour's scheduler slice (bench/noisy_neighbour.sh: p99 2.2 ms
+// beside a CPU hog and memory hogs on a 2-CPU machine, 0.3 ms with its own
+// CPU, about what it is alone). The revisions of one location share its
+// exclusive CPUs, so a new revision can start while the old one still runs.
+// At least one CPU always stays shared.
+//
 // Pure bookkeeping, no system calls except usable_cpus(). Loop thread only.
 
 #include <map>
@@ -43,11 +55,27 @@ public:
     // ties go to the higher-numbered CPU, since CPU 0 usually takes more
     // interrupts and housekeeping. Ascending. Empty when nothing is confined
     // (ceil(cpus) >= the usable CPU count, cpus <= 0, or no usable CPUs).
+    // Only CPUs of the shared pool are considered.
     std::vector<int> assign(const std::string& name, double cpus);
-    // Forgets `name`'s CPUs (unknown names are ignored).
-    void release(const std::string& name);
-    // `name`'s CPUs, ascending; empty when it holds none.
+    // Reserves ceil(cpus) (at least 1) CPUs of the shared pool for `name` of
+    // location `owner`: the same ones as another revision of `owner` that
+    // holds exclusive CPUs, else the least loaded (ties: highest-numbered).
+    // Confined revisions on them are moved to other shared CPUs (their new
+    // sets: cpus_of()). Returns the CPUs, ascending, or empty with `error`
+    // set when fewer than ceil(cpus) + 1 CPUs are shared (one stays shared).
+    std::vector<int> assign_exclusive(const std::string& name, const std::string& owner,
+                                      double cpus, std::string& error);
+    // Forgets `name`'s CPUs (unknown names are ignored). True when that
+    // changed the shared pool (the last holder of exclusive CPUs ended).
+    bool release(const std::string& name);
+    // `name`'s CPUs, ascending; empty when it holds none (it then runs on
+    // the shared pool).
     std::vector<int> cpus_of(const std::string& name) const;
+    bool is_exclusive(const std::string& name) const;
+    // Usable CPUs that no one holds exclusively, ascending.
+    std::vector<int> shared() const;
+    // CPU -> the location holding it exclusively.
+    std::map<int, std::string> exclusive_owners() const;
     // Confined revisions per usable CPU (tests).
     std::map<int, int> holders() const;
     const std::vector<int>& usable() const { return usable_; }
@@ -55,8 +83,13 @@ public:
 private:
     struct Held {
         std::vector<int> cpus;
+        double asked = 0; // limits.cpus
         double share = 0; // CPU promised to each of `cpus`
+        bool exclusive = false;
+        std::string owner; // location, for exclusive CPUs
     };
+    // The `count` least loaded CPUs of `pool` (ties: highest), ascending.
+    std::vector<int> least_loaded(const std::vector<int>& pool, std::size_t count) const;
     std::vector<int> usable_;
     std::map<std::string, Held> held_;
 };

@@ -64,3 +64,55 @@ TEST_CASE("cpu spread: this process's CPUs", "[cpu_spread]") {
     for (std::size_t i = 1; i < cpus.size(); ++i)
         CHECK(cpus[i - 1] < cpus[i]);
 }
+
+TEST_CASE("cpu spread: exclusive CPUs leave the shared pool, confined revisions move off them",
+          "[cpu_spread]") {
+    CpuSpread spread({0, 1, 2, 3});
+    CHECK(spread.assign("hog", 0.5) == V{3});
+    std::string error;
+    // The least loaded CPUs (2, 1: nothing on them; ties go high).
+    CHECK(spread.assign_exclusive("srv", "latency", 2, error) == V{1, 2});
+    CHECK(error.empty());
+    CHECK(spread.is_exclusive("srv"));
+    CHECK_FALSE(spread.is_exclusive("hog"));
+    CHECK(spread.shared() == V{0, 3});
+    CHECK(spread.exclusive_owners() == std::map<int, std::string>{{1, "latency"}, {2, "latency"}});
+    // Confined revisions are placed in the shared pool only.
+    CHECK(spread.assign("b", 0.5) == V{0});
+    // A second exclusive CPU is taken from the shared pool (a tie between 0
+    // and 3: the higher), and the revision confined to it moves to what is
+    // left: one CPU, so it simply runs on the shared pool.
+    CHECK(spread.assign_exclusive("other", "db", 0.3, error) == V{3});
+    CHECK(spread.shared() == V{0});
+    CHECK(spread.cpus_of("hog").empty());
+    CHECK(spread.cpus_of("b") == V{0});
+    // One CPU stays shared: nothing more can be reserved.
+    CHECK(spread.assign_exclusive("third", "cache", 1, error).empty());
+    CHECK(error.find("1 CPU(s) wanted, 1 shared (0) and one must stay shared") !=
+          std::string::npos);
+    CHECK(error.find("1 by latency") != std::string::npos);
+    CHECK(spread.cpus_of("third").empty());
+    // A confined revision that would need the whole shared pool follows it.
+    CHECK(spread.assign("wide", 1).empty());
+}
+
+TEST_CASE("cpu spread: a location's revisions share its exclusive CPUs until the last ends",
+          "[cpu_spread]") {
+    CpuSpread spread({0, 1});
+    std::string error;
+    CHECK(spread.assign_exclusive("v1", "latency", 1, error) == V{1});
+    // The next revision of the same location while v1 still runs.
+    CHECK(spread.assign_exclusive("v2", "latency", 1, error) == V{1});
+    CHECK(spread.assign_exclusive("x", "elsewhere", 1, error).empty());
+    CHECK_FALSE(spread.release("v1")); // v2 still holds CPU 1
+    CHECK(spread.shared() == V{0});
+    // A restart of v2 keeps its CPU.
+    CHECK(spread.assign_exclusive("v2", "latency", 1, error) == V{1});
+    CHECK(spread.release("v2")); // the pool grew
+    CHECK(spread.shared() == V{0, 1});
+    CHECK_FALSE(spread.release("v2"));
+    // One usable CPU: never exclusive.
+    CpuSpread one({0});
+    CHECK(one.assign_exclusive("a", "latency", 1, error).empty());
+    CHECK(one.shared() == V{0});
+}
