@@ -82,6 +82,9 @@ struct Limits {
     // the CPU and any non-idle wakeup preempts it at once. Excludes cpu_weight.
     bool cpu_idle = false;
     std::optional<std::uint64_t> pids_max;
+    // limits.cpu_exclusive: ceil(cpu_quota) CPUs nobody else runs on
+    // (cpu_spread.hpp). A placement request for Isolation, not a cgroup file.
+    bool cpu_exclusive = false;
     // CPUs the revision is confined to, cpulist format ("1", "0-2,5"); empty
     // = every CPU of the parent. Not a user request: hearth's placement
     // (cpu_spread.hpp). Written to cpuset.cpus where the v2 cpuset
@@ -165,6 +168,15 @@ public:
     // process of the revision to those CPUs (sched_setaffinity cannot widen
     // it). False when no CPU set was asked for or no cpuset is available.
     bool confines_cpus() const { return confines_cpus_; }
+    // Rewrites the CPU set of a running revision (exclusive CPUs came or
+    // went; cpu_spread.hpp): cpuset.cpus where the cgroup has a v2 cpuset,
+    // "" = every CPU of the parent. Returns true when the kernel now holds
+    // the revision to it; false without a cpuset (the caller then sets each
+    // thread's affinity) or when the write failed. Blocking but brief.
+    virtual bool set_cpus(const std::string& cpus) {
+        (void)cpus;
+        return false;
+    }
 
     // v2 and hybrid: an O_DIRECTORY fd of the cgroup2 directory for
     // clone3(CLONE_INTO_CGROUP); owned by this object, valid until it is

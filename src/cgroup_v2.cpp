@@ -63,8 +63,20 @@ public:
     }
     void add_unenforced(std::string what) { unenforced_.push_back(std::move(what)); }
     void set_confines_cpus() { confines_cpus_ = true; }
+    void set_has_cpuset() { has_cpuset_ = true; }
 
     int placement_fd() const override { return fd_.get(); }
+
+    bool set_cpus(const std::string& cpus) override {
+        if (!has_cpuset_) return false;
+        // A newline, not an empty write: cgroupfs handlers never see a
+        // write of 0 bytes.
+        confines_cpus_ =
+            detail::write_file(join(dir_, "cpuset.cpus"), cpus.empty() ? "\n" : cpus, plain_) ==
+                0 &&
+            !cpus.empty();
+        return confines_cpus_;
+    }
 
     Usage usage() const override {
         Usage u;
@@ -115,6 +127,7 @@ public:
 private:
     std::string dir_;
     bool has_memory_;
+    bool has_cpuset_ = false;
     Fd fd_;
 };
 
@@ -291,6 +304,7 @@ public:
         }
         // v2 cpusets start as "every CPU of the parent"; a set the kernel
         // refuses leaves the revision there rather than failing its start.
+        if (available_.count("cpuset")) cg->set_has_cpuset();
         if (!limits.cpuset_cpus.empty() && available_.count("cpuset") &&
             detail::write_file(join(dir, "cpuset.cpus"), limits.cpuset_cpus, plain_) == 0)
             cg->set_confines_cpus();

@@ -58,6 +58,7 @@ constexpr OptSpec kOptions[] = {
     {"memory-high", 0, true, "deploy"},
     {"cpus", 0, true, "deploy"},
     {"cpu-weight", 0, true, "deploy"},
+    {"cpu-exclusive", 0, false, "deploy"},
     {"pids", 0, true, "deploy"},
     {"restart", 0, true, "deploy"},
     {"max-restarts", 0, true, "deploy"},
@@ -415,6 +416,8 @@ ParseResult parse_args(const std::vector<std::string>& argv, const char* env_soc
                 return r;
             }
             a.cpus = cpus;
+        } else if (n == "cpu-exclusive") {
+            a.cpu_exclusive = true;
         } else if (n == "cpu-weight") {
             a.cpu_idle = v == "idle";
             a.cpu_weight = a.cpu_idle ? std::nullopt : parse_int(v, 1, 10000);
@@ -569,6 +572,8 @@ Deploy options:
   --cpus N            CPU limit, e.g. 0.5, 2, 500m
   --cpu-weight N      relative CPU share, 1 to 10000, or idle (runs only
                       when nothing else wants the CPU)
+  --cpu-exclusive     ceil(--cpus) CPUs of its own: nothing else of hearth's
+                      runs on them (for latency-sensitive code)
   --pids N            maximum number of processes and threads
   --restart POLICY    never, on-failure (hearth's default) or always
   --max-restarts N    fail after N restarts within --restart-window
@@ -895,7 +900,9 @@ std::vector<std::string> status_detail(const json& status, double now) {
         if (!path.empty()) parts.push_back(path);
         add("cgroup", join(parts, ", "));
         std::string cpu_set = field(cg, "cpu_set", "");
-        if (!cpu_set.empty()) add("cpu set", cpu_set + " (" + field(cg, "cpu_set_by", "?") + ")");
+        if (!cpu_set.empty())
+            add("cpu set", cpu_set + " (" + (flag(cg, "cpu_exclusive") ? "exclusive, " : "") +
+                               field(cg, "cpu_set_by", "?") + ")");
         auto deg = cg.find("degraded");
         if (deg != cg.end() && deg->is_array())
             for (const json& d : *deg)
@@ -1314,7 +1321,8 @@ DeployBuild deploy_params(const Args& a, const json& base, const std::string& cw
     if (!a.cwd.empty()) p["cwd"] = a.cwd;
     if (a.min_uptime_s) p["min_uptime_s"] = *a.min_uptime_s;
 
-    if (a.memory || a.memory_high || a.cpus || a.cpu_weight || a.cpu_idle || a.pids) {
+    if (a.memory || a.memory_high || a.cpus || a.cpu_weight || a.cpu_idle || a.pids ||
+        a.cpu_exclusive) {
         json& lim = object_slot(p, "limits");
         if (a.memory) lim["memory"] = *a.memory;
         if (a.memory_high) lim["memory_high"] = *a.memory_high;
@@ -1322,6 +1330,7 @@ DeployBuild deploy_params(const Args& a, const json& base, const std::string& cw
         if (a.cpu_weight) lim["cpu_weight"] = *a.cpu_weight;
         if (a.cpu_idle) lim["cpu_weight"] = "idle";
         if (a.pids) lim["pids"] = *a.pids;
+        if (a.cpu_exclusive) lim["cpu_exclusive"] = true;
     }
 
     // The short string form when only the policy is given and the file has

@@ -66,6 +66,7 @@ struct Args {
     std::optional<double> cpus;                     // parse_cpus value ("500m" -> 0.5)
     std::optional<std::int64_t> cpu_weight;         // 1..10000
     bool cpu_idle = false;                          // --cpu-weight idle
+    bool cpu_exclusive = false;                     // --cpu-exclusive
     std::optional<std::int64_t> pids;               // >= 1
     std::string restart;                            // "", never, on-failure, always
     std::optional<std::int64_t> max_restarts;       // >= 0

@@ -106,6 +106,7 @@ DeployPolicy policy_from(const Options& o) {
     p.default_stop.grace_s = o.grace_s;
     p.default_user = o.user;
     p.default_group = o.group;
+    p.cpu_placement = o.cpu_spread;
     return p;
 }
 } // namespace
@@ -138,6 +139,7 @@ std::string Daemon::start() {
     };
     isolation_.on_watchdog = [this](const std::string& name, std::uint64_t rss,
                                     std::uint64_t limit) { on_watchdog_kill(name, rss, limit); };
+    isolation_.on_cpus_changed = [this] { move_to_cpus(); };
 
     forwarder_ = std::make_unique<StdoutForwarder>(STDOUT_FILENO);
     register_methods();
@@ -498,6 +500,22 @@ void Daemon::fail(Revision& rev, const char* reason, std::string message) {
     if (was_storing) run_gc(store_budget_, false, [](const GcOutcome&) {});
 }
 
+void Daemon::move_to_cpus() {
+    isolation_.move_self();
+    for (auto& [name, loc] : locations_) {
+        for (auto& rev : loc.revisions) {
+            if (is_final(rev->state)) continue;
+            rev->cpus = isolation_.cpus_of(rev->id);
+            rev->cpus_exclusive = isolation_.cpus_exclusive(rev->id);
+            bool has_cgroup = rev->cgroup && !isolation_.is_none();
+            if (!rev->process_running && !has_cgroup) continue;
+            isolation_.move_cpus(rev->id, has_cgroup ? rev->cgroup.get() : nullptr,
+                                 rev->process_running ? rev->pid : -1);
+            if (has_cgroup) rev->cpus_by_cgroup = rev->cgroup->confines_cpus();
+        }
+    }
+}
+
 void Daemon::end_revision(Revision& rev, State final_state) {
     if (rev.ending) return;
     rev.timer.stop();
@@ -740,7 +758,7 @@ void Daemon::prepare_cgroup(const std::string& id) {
     rev->cgroup_driver = isolation_.driver_name();
     rev->cgroup_state = Revision::CgroupState::creating;
     isolation_.create(
-        rev->id, rev->spec.limits,
+        rev->id, rev->location, rev->spec.limits,
         [this, id](std::shared_ptr<cgroup::Cgroup> cg, std::string error) {
             Revision* r = find_revision(id);
             if (!r || is_final(r->state) || r->ending) {
@@ -790,6 +808,7 @@ void Daemon::prepare_cgroup(const std::string& id) {
         });
     // Assigned by create() at once: status shows the CPUs from now on.
     rev->cpus = isolation_.cpus_of(id);
+    rev->cpus_exclusive = isolation_.cpus_exclusive(id);
 }
 
 void Daemon::start_process(const std::string& id) {
@@ -842,6 +861,9 @@ void Daemon::spawn_process(const std::string& id) {
     if (isolation_.is_none() && (rev->spec.limits.cpu_quota || rev->spec.limits.cpu_weight))
         req.nice = 10;
     req.sched_idle = rev->sched_idle;
+    // Now, not at cgroup creation: exclusive CPUs may have come or gone.
+    rev->cpus = isolation_.cpus_of(id);
+    rev->cpus_exclusive = isolation_.cpus_exclusive(id);
     if (!rev->cpus.empty()) req.affinity = to_cpu_set(rev->cpus);
     SpawnResult spawned = spawn(req);
     out_write.reset();

@@ -87,6 +87,9 @@ private:
     void on_oom_kill(const std::string& id, const cgroup::OomChange& change);
     void on_watchdog_kill(const std::string& id, std::uint64_t rss, std::uint64_t limit);
     void refresh_usage(Revision& rev);
+    // Exclusive CPUs came or went: every running revision, and hearth
+    // itself, onto its CPUs now (Isolation::move_cpus).
+    void move_to_cpus();
     void fail(Revision& rev, const char* reason, std::string message);
     // Removes the revision's cgroup (reading its final counters), then
     // enters `final_state` and runs the on_ended callbacks.

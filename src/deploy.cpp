@@ -108,7 +108,8 @@ ArtifactSpec parse_artifact(const json& params, const char* key) {
 void parse_limits(const json& params, cgroup::Limits& out) {
     const json* limits = rpc::optional_object(params, "limits");
     if (!limits) return;
-    static const char* const known[] = {"memory", "memory_high", "cpus", "cpu_weight", "pids"};
+    static const char* const known[] = {"memory", "memory_high", "cpus",
+                                        "cpu_weight", "cpu_exclusive", "pids"};
     for (const auto& item : limits->items()) {
         bool ok = false;
         for (const char* k : known)
@@ -116,7 +117,7 @@ void parse_limits(const json& params, cgroup::Limits& out) {
         if (!ok)
             throw rpc::invalid_params_at(
                 "params.limits." + item.key(),
-                "unknown limit (memory, memory_high, cpus, cpu_weight, pids)");
+                "unknown limit (memory, memory_high, cpus, cpu_weight, cpu_exclusive, pids)");
     }
     auto bytes = [&](const char* key, std::optional<std::uint64_t>& field) {
         auto it = limits->find(key);
@@ -155,6 +156,8 @@ void parse_limits(const json& params, cgroup::Limits& out) {
         if (out.cpu_weight) out.cpu_idle = false;
     }
     integer("pids", out.pids_max, 1, 4194304);
+    if (auto v = rpc::optional_bool(*limits, "cpu_exclusive", "params.limits"))
+        out.cpu_exclusive = *v;
 }
 
 template <typename T>
@@ -196,6 +199,12 @@ void apply_policy(cgroup::Limits& limits, const DeployPolicy& policy) {
     if (m.memory_max && !limits.memory_max) limits.memory_max = m.memory_max;
     if (m.cpu_quota && !limits.cpu_quota) limits.cpu_quota = m.cpu_quota;
     if (m.pids_max && !limits.pids_max) limits.pids_max = m.pids_max;
+    if (limits.cpu_exclusive && !limits.cpu_quota)
+        throw rpc::invalid_params_at("params.limits.cpu_exclusive",
+                                     "needs limits.cpus (how many CPUs to reserve)");
+    if (limits.cpu_exclusive && !policy.cpu_placement)
+        throw rpc::invalid_params_at("params.limits.cpu_exclusive",
+                                     "hearth runs with --cpu-placement shared");
 }
 
 RestartSpec parse_restart(const json& params) {
@@ -300,6 +309,7 @@ json limits_to_json(const cgroup::Limits& l) {
     if (l.cpu_weight) j["cpu_weight"] = *l.cpu_weight;
     if (l.cpu_idle) j["cpu_weight"] = "idle";
     if (l.pids_max) j["pids"] = *l.pids_max;
+    if (l.cpu_exclusive) j["cpu_exclusive"] = true;
     return j;
 }
 
@@ -418,6 +428,7 @@ json Revision::to_json() const {
         if (!cpus.empty()) {
             cg["cpu_set"] = format_cpu_list(cpus);
             cg["cpu_set_by"] = cpus_by_cgroup ? "cpuset" : "affinity";
+            cg["cpu_exclusive"] = cpus_exclusive;
         }
         if (usage.memory_current) cg["memory_current"] = *usage.memory_current;
         if (usage.memory_peak) cg["memory_peak"] = *usage.memory_peak;

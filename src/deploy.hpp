@@ -85,6 +85,8 @@ struct DeployPolicy {
     StopSpec default_stop;
     std::string default_user;
     std::string default_group;
+    // --cpu-placement spread: CPU sets, hence limits.cpu_exclusive, exist.
+    bool cpu_placement = true;
 };
 
 // A validated `deploy` request.
@@ -173,6 +175,7 @@ struct Revision {
     std::vector<std::string> degraded;    // what is not, and what stands in
     std::vector<int> cpus;                // CPUs it is confined to (empty: all)
     bool cpus_by_cgroup = false;          // by a cpuset, not only its own affinity
+    bool cpus_exclusive = false;          // `cpus` are its own (limits.cpu_exclusive)
     cgroup::Usage usage;                  // last read (final counters once removed)
     std::uint64_t oom_kills_baseline = 0; // oom_kill counter when the process started
     std::optional<nlohmann::json> oom;    // set when killed for memory

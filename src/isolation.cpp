@@ -4,6 +4,11 @@
 #include "procscan.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <set>
 #include <signal.h>
 
 namespace hearth {
@@ -86,23 +91,47 @@ void Isolation::remove_own_directories() {
 }
 
 nlohmann::json Isolation::describe() const {
-    if (!driver_) return {{"driver", "none"}, {"enforcement", "degraded"}};
-    return driver_->describe();
+    nlohmann::json j = driver_ ? driver_->describe()
+                               : nlohmann::json{{"driver", "none"}, {"enforcement", "degraded"}};
+    nlohmann::json exclusive = nlohmann::json::object();
+    for (const auto& [cpu, location] : cpu_spread_.exclusive_owners())
+        exclusive[std::to_string(cpu)] = location;
+    j["cpus"] = {{"placement", options_.cpu_spread ? "spread" : "shared"},
+                 {"usable", format_cpu_list(cpu_spread_.usable())},
+                 {"shared", format_cpu_list(cpu_spread_.shared())},
+                 {"exclusive", std::move(exclusive)}};
+    return j;
 }
 
-void Isolation::create(const std::string& name, const cgroup::Limits& requested, Created done) {
+void Isolation::create(const std::string& name, const std::string& location,
+                       const cgroup::Limits& requested, Created done) {
     const cgroup::Driver* driver = driver_.get();
     cgroup::Limits limits = requested;
-    if (options_.cpu_spread && limits.cpu_quota) {
-        std::vector<int> cpus = cpu_spread_.assign(name, *limits.cpu_quota);
-        if (!cpus.empty()) limits.cpuset_cpus = format_cpu_list(cpus);
+    std::string refused;
+    if (options_.cpu_spread) {
+        std::vector<int> shared_before = cpu_spread_.shared();
+        if (limits.cpu_quota && limits.cpu_exclusive)
+            cpu_spread_.assign_exclusive(name, location, *limits.cpu_quota, refused);
+        else if (limits.cpu_quota)
+            cpu_spread_.assign(name, *limits.cpu_quota);
+        // Unconfined revisions get the shared pool too while CPUs are
+        // reserved (their v2 cpuset; elsewhere the child's affinity).
+        if (refused.empty()) limits.cpuset_cpus = format_cpu_list(cpus_of(name));
+        if (cpu_spread_.shared() != shared_before) {
+            log::info("CPUs reserved", {{"id", name},
+                                        {"location", location},
+                                        {"cpus", limits.cpuset_cpus},
+                                        {"shared", format_cpu_list(cpu_spread_.shared())}});
+            if (on_cpus_changed) on_cpus_changed();
+        }
     }
     using Made = std::pair<std::shared_ptr<cgroup::Cgroup>, std::string>;
     run_blocking<Made>(
         loop_,
-        [driver, name, limits] {
-            std::string error;
-            std::shared_ptr<cgroup::Cgroup> cg = driver->create(name, limits, error);
+        [driver, name, limits, refused] {
+            std::string error = refused;
+            std::shared_ptr<cgroup::Cgroup> cg;
+            if (error.empty()) cg = driver->create(name, limits, error);
             return Made(std::move(cg), std::move(error));
         },
         [driver, name, cpus = limits.cpuset_cpus, done = std::move(done)](std::optional<Made> made,
@@ -121,11 +150,80 @@ void Isolation::create(const std::string& name, const cgroup::Limits& requested,
 }
 
 std::vector<int> Isolation::cpus_of(const std::string& name) const {
-    return cpu_spread_.cpus_of(name);
+    std::vector<int> own = cpu_spread_.cpus_of(name);
+    if (!own.empty()) return own;
+    std::vector<int> pool = cpu_spread_.shared();
+    return pool.size() == cpu_spread_.usable().size() ? std::vector<int>{} : pool;
+}
+
+bool Isolation::cpus_exclusive(const std::string& name) const {
+    return cpu_spread_.is_exclusive(name);
 }
 
 void Isolation::release_cpus(const std::string& name) {
-    cpu_spread_.release(name);
+    if (!cpu_spread_.release(name)) return;
+    log::info("exclusive CPUs released",
+              {{"id", name}, {"shared", format_cpu_list(cpu_spread_.shared())}});
+    if (on_cpus_changed) on_cpus_changed();
+}
+
+namespace {
+
+// Sets the affinity of every thread of the processes `list_pids` returns,
+// until a pass meets no thread it has not already set (a thread created
+// during a pass inherits its creator's old mask, so the next pass catches
+// it). Returns the first error other than ESRCH (the thread ended).
+int set_affinity_everywhere(const std::function<std::vector<pid_t>()>& list_pids,
+                            const cpu_set_t& set) {
+    std::set<pid_t> done;
+    int first_error = 0;
+    for (int pass = 0; pass < 8; ++pass) {
+        bool fresh = false;
+        for (pid_t pid : list_pids()) {
+            std::error_code ec;
+            std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", ec);
+            if (ec) continue;
+            for (const auto& entry : tasks) {
+                pid_t tid = static_cast<pid_t>(std::atoi(entry.path().filename().c_str()));
+                if (tid <= 0 || !done.insert(tid).second) continue;
+                fresh = true;
+                if (::sched_setaffinity(tid, sizeof set, &set) != 0 && errno != ESRCH &&
+                    !first_error)
+                    first_error = errno;
+            }
+        }
+        if (!fresh) break;
+    }
+    return first_error;
+}
+
+} // namespace
+
+void Isolation::move_cpus(const std::string& name, cgroup::Cgroup* cg, pid_t session) {
+    std::vector<int> cpus = cpus_of(name);
+    if (cg && !is_none() && cg->set_cpus(format_cpu_list(cpus))) return;
+    cpu_set_t set = to_cpu_set(cpus.empty() ? cpu_spread_.usable() : cpus);
+    int err = set_affinity_everywhere(
+        [&] {
+            std::vector<pid_t> pids;
+            if (cg && !is_none()) return cg->pids();
+            if (session > 0)
+                for (const auto& p : session_tree(scan_processes(), session))
+                    pids.push_back(p.pid);
+            return pids;
+        },
+        set);
+    if (err)
+        log::warn("could not move a revision's threads to its CPUs",
+                  {{"id", name}, {"cpus", format_cpu_list(cpus)}, {"error", std::strerror(err)}});
+}
+
+void Isolation::move_self() {
+    std::vector<int> pool = cpu_spread_.shared();
+    cpu_set_t set = to_cpu_set(pool.empty() ? cpu_spread_.usable() : pool);
+    if (int err = set_affinity_everywhere([] { return std::vector<pid_t>{::getpid()}; }, set))
+        log::warn("could not move hearth's threads to the shared CPUs",
+                  {{"cpus", format_cpu_list(pool)}, {"error", std::strerror(err)}});
 }
 
 void Isolation::watch(const std::string& name, const cgroup::Cgroup* cg, pid_t session,

@@ -52,12 +52,31 @@ public:
     // Creates the revision's cgroup with `limits` on the thread pool. A
     // revision with a CPU quota first gets its CPUs (cpu_spread.hpp, unless
     // --cpu-placement shared), kept until release_cpus(): a restart's new
-    // cgroup gets the same ones.
-    void create(const std::string& name, const cgroup::Limits& limits, Created done);
-    // The CPUs assigned to `name` (empty: not confined).
+    // cgroup gets the same ones. limits.cpu_exclusive reserves CPUs for
+    // `location`; when none are left, `done` gets the reason (on the loop,
+    // never from inside create()). Taking CPUs out of the shared pool calls
+    // on_cpus_changed first.
+    void create(const std::string& name, const std::string& location,
+                const cgroup::Limits& limits, Created done);
+    // The CPUs `name` runs on: its own set, else the shared pool while some
+    // CPUs are held exclusively; empty = every usable CPU.
     std::vector<int> cpus_of(const std::string& name) const;
-    // When the revision ends for good (not between restarts).
+    bool cpus_exclusive(const std::string& name) const;
+    // When the revision ends for good (not between restarts). Calls
+    // on_cpus_changed when exclusive CPUs went back to the shared pool.
     void release_cpus(const std::string& name);
+    // Moves a running revision onto cpus_of(name): its v2 cpuset where there
+    // is one, else the affinity of every thread of every process (of its
+    // cgroup, or without one of its session tree), repeated until a pass
+    // finds no thread it had not seen (threads started meanwhile inherit
+    // the old mask). Loop thread; a few /proc reads and syscalls per thread.
+    void move_cpus(const std::string& name, cgroup::Cgroup* cg, pid_t session);
+    // Moves hearth's own threads onto the shared pool (children started
+    // later inherit it).
+    void move_self();
+    // The shared pool changed: the daemon calls move_cpus() for every
+    // running revision and move_self().
+    std::function<void()> on_cpus_changed;
 
     // Starts OOM notification for a running revision and, when its memory
     // limit is not enforced by the kernel, the watchdog on its session.
