@@ -349,12 +349,29 @@ def run_client(helper, port, n, out, interval_us):
                              "--out", out])
 
 
+def steal_ticks():
+    """The machine's steal time so far (USER_HZ ticks, /proc/stat): time a
+    vCPU wanted to run while the host ran something else."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8])
+
+
+# The latency server's placement: an ordinary revision, or one with a CPU of
+# its own (limits.cpu_exclusive).
+SERVER_MODES = {
+    "shared": {},
+    "exclusive": {"limits": {"cpus": 1, "cpu_exclusive": True}},
+}
+CONDS = ["alone", "cpu", "mem", "both", "both_idle"]
+
+
 def cmd_noisy(a):
     deps, source = artifact(a.deps), artifact(a.source)
     helper = os.path.abspath(__file__)
     ctl = Rpc(a.socket)
+    modes = a.server_modes.split(",")
 
-    def deploy(loc, args, extra, wait=("ready",)):
+    def deploy(loc, args, extra):
         ev = Rpc(a.socket)
         ev.call("events.subscribe", {"location": loc})
         params = {"location": loc, "deps": deps, "source": source,
@@ -364,16 +381,27 @@ def cmd_noisy(a):
         rid = ctl.call("deploy", params)["id"]
         return rid, ev
 
-    rid, ev = deploy("latency", ["serve", "port=%d" % a.port], {})
-    p, _ = wait_state(ev, rid, ("ready", "failed"), 30)
-    ev.close()
-    if p["state"] != "ready":
-        raise RuntimeError("latency server failed: %s" % p)
+    def start_server(mode):
+        # The old server must have let go of the port first.
+        running = [r["id"] for loc in ctl.call("status", {})["locations"]
+                   if loc["location"] == "latency" for r in loc["revisions"]
+                   if r["state"] not in ("stopped", "failed")]
+        for old in running:
+            ev = Rpc(a.socket)
+            ev.call("events.subscribe", {"location": "latency"})
+            ctl.call("stop", {"location": "latency", "id": old})
+            wait_state(ev, old, ("stopped", "failed"), 30)
+            ev.close()
+        rid, ev = deploy("latency", ["serve", "port=%d" % a.port], SERVER_MODES[mode])
+        p, _ = wait_state(ev, rid, ("ready", "failed"), 30)
+        ev.close()
+        if p["state"] != "ready":
+            raise RuntimeError("latency server (%s) failed: %s" % (mode, p))
+        run_client(helper, a.port, 200, os.path.join(a.workdir, "warm.json"), 0).wait()
+        return (revision(ctl.call("status", {"location": "latency"}), rid).get("cgroup") or {})
 
-    conds = ["alone", "cpu", "mem", "both", "both_idle"]
-    result = {"conds": conds, "lat": {c: [] for c in conds}, "failed": {c: 0 for c in conds},
-              "oom": [], "cpuhog_usage_usec": []}
-    run_client(helper, a.port, 500, os.path.join(a.workdir, "warm.json"), 0).wait()
+    result = {"modes": modes, "conds": CONDS, "lat": {}, "failed": {}, "phases": [],
+              "oom": [], "cpuhog_usage_usec": [], "server_cpus": {}}
 
     def memory_hog(tag):
         beat = os.path.join(a.workdir, "beat-%s" % tag)
@@ -408,30 +436,41 @@ def cmd_noisy(a):
 
     n_hog = 0
     for rnd in range(a.rounds):
-        for cond in conds:
-            cpu_rid = None
-            if cond in ("cpu", "both", "both_idle"):
-                limits = {"cpus": 0.5}
-                if cond == "both_idle":
-                    limits["cpu_weight"] = "idle"
-                cpu_rid, ev = deploy("cpuhog", ["spin", "threads=2"], {"limits": limits})
-                wait_state(ev, cpu_rid, ("ready", "failed"), 30)
-                ev.close()
-            out = os.path.join(a.workdir, "%s-%d.json" % (cond, rnd))
-            c = run_client(helper, a.port, a.requests, out, a.interval_us)
-            if cond in ("mem", "both", "both_idle"):
-                while c.poll() is None:
-                    n_hog += 1
-                    memory_hog(str(n_hog))
-            c.wait()
-            with open(out) as f:
-                r = json.load(f)
-            result["lat"][cond] += r["lat_us"]
-            result["failed"][cond] += r["failed"]
-            if cpu_rid:
-                st = revision(ctl.call("status", {"location": "cpuhog"}), cpu_rid)
-                result["cpuhog_usage_usec"].append((st.get("cgroup") or {}).get("cpu_usage_usec"))
-                ctl.call("stop", {"location": "cpuhog"})
+        # Alternate which server placement goes first, so that drift over a
+        # round hits both alike.
+        for mode in modes if rnd % 2 == 0 else list(reversed(modes)):
+            cg = start_server(mode)
+            result["server_cpus"][mode] = cg.get("cpu_set") or "all"
+            for cond in CONDS:
+                key = "%s/%s" % (mode, cond)
+                cpu_rid = None
+                if cond in ("cpu", "both", "both_idle"):
+                    limits = {"cpus": 0.5}
+                    if cond == "both_idle":
+                        limits["cpu_weight"] = "idle"
+                    cpu_rid, ev = deploy("cpuhog", ["spin", "threads=2"], {"limits": limits})
+                    wait_state(ev, cpu_rid, ("ready", "failed"), 30)
+                    ev.close()
+                out = os.path.join(a.workdir, "%s-%s-%d.json" % (mode, cond, rnd))
+                steal0 = steal_ticks()
+                c = run_client(helper, a.port, a.requests, out, a.interval_us)
+                if cond in ("mem", "both", "both_idle"):
+                    while c.poll() is None:
+                        n_hog += 1
+                        memory_hog(str(n_hog))
+                c.wait()
+                steal = steal_ticks() - steal0
+                with open(out) as f:
+                    r = json.load(f)
+                result["lat"].setdefault(key, []).extend(r["lat_us"])
+                result["failed"][key] = result["failed"].get(key, 0) + r["failed"]
+                result["phases"].append({"mode": mode, "cond": cond, "round": rnd,
+                                         "p99": pct(r["lat_us"], 99), "steal": steal})
+                if cpu_rid:
+                    st = revision(ctl.call("status", {"location": "cpuhog"}), cpu_rid)
+                    result["cpuhog_usage_usec"].append(
+                        (st.get("cgroup") or {}).get("cpu_usage_usec"))
+                    ctl.call("stop", {"location": "cpuhog"})
     ctl.call("stop", {"location": "latency"})
     with open(a.out, "w") as f:
         json.dump(result, f)
@@ -440,17 +479,33 @@ def cmd_noisy(a):
 def cmd_report_noisy(a):
     with open(a.file) as f:
         r = json.load(f)
-    lat = r["lat"]
-    base = pct(lat["alone"], 99)
+    lat, phases = r["lat"], r["phases"]
     labels = {"alone": "alone", "cpu": "cpu hog (cpus 0.5)",
               "mem": "memory hogs (OOM)", "both": "cpu hog + memory hogs",
               "both_idle": "idle cpu hog + memory hogs"}
-    print("latency server: paced requests over one connection, %d per condition" % len(lat["alone"]))
-    print("%-26s %9s %9s %10s %7s %9s" % ("", "p50 us", "p99 us", "max us", "failed", "p99/alone"))
-    for c in r["conds"]:
-        v = lat[c]
-        print("%-26s %9.1f %9.1f %10.1f %7d %9.2f" % (labels[c], pct(v, 50), pct(v, 99), max(v),
-                                                     r["failed"][c], pct(v, 99) / base))
+    base_mode = r["modes"][0]
+    print("latency server: paced requests over one connection, %d per condition; "
+          "x alone = against the shared server alone" % len(lat["%s/alone" % base_mode]))
+    print("  pooled: percentiles over every request of the condition; by round: the median "
+          "over rounds of that round's own p99 / the same round's alone p99")
+    print("  steal: host steal time during a phase, both CPUs together (ms, median / max over rounds)")
+    for mode in r["modes"]:
+        base = pct(lat["%s/alone" % base_mode], 99)
+        print("server %s (CPUs %s):" % (mode, r["server_cpus"].get(mode, "?")))
+        print("  %-26s %8s %8s %9s %6s %8s %8s %11s" % (
+            "", "p50 us", "p99 us", "max us", "failed", "x alone", "by round", "steal ms"))
+        alone_p99 = {(p["round"]): p["p99"] for p in phases
+                     if p["mode"] == base_mode and p["cond"] == "alone"}
+        for c in r["conds"]:
+            v = lat["%s/%s" % (mode, c)]
+            mine = [p for p in phases if p["mode"] == mode and p["cond"] == c]
+            ratios = [p["p99"] / alone_p99[p["round"]] for p in mine
+                      if alone_p99.get(p["round"])]
+            steal = [p["steal"] * 1000.0 / os.sysconf("SC_CLK_TCK") for p in mine]
+            print("  %-26s %8.1f %8.1f %9.1f %6d %8.2f %8.2f %5.0f / %3.0f" % (
+                labels[c], pct(v, 50), pct(v, 99), max(v), r["failed"]["%s/%s" % (mode, c)],
+                pct(v, 99) / base, statistics.median(ratios) if ratios else float("nan"),
+                statistics.median(steal), max(steal)))
     ooms = r["oom"]
     reasons = {}
     for o in ooms:
@@ -473,7 +528,8 @@ def cmd_report_noisy(a):
             statistics.median(beat), max(beat), len(beat)))
     usage = [u for u in r.get("cpuhog_usage_usec", []) if u]
     if usage:
-        print("cpu hog cpu time per phase (cpus 0.5): %s s" % ", ".join("%.2f" % (u / 1e6) for u in usage))
+        print("cpu hog cpu time per phase (cpus 0.5): median %.2f s, min %.2f s, max %.2f s (n=%d)" % (
+            statistics.median(usage) / 1e6, min(usage) / 1e6, max(usage) / 1e6, len(usage)))
 
 
 def _wakeup_one(cpu, seconds, conn):
@@ -537,6 +593,7 @@ def main():
     s.add_argument("--requests", type=int, default=3000)
     s.add_argument("--interval-us", type=int, default=1000)
     s.add_argument("--rounds", type=int, default=2)
+    s.add_argument("--server-modes", default="shared,exclusive")
     s.add_argument("--memory-mount", required=True)
     s.add_argument("--parent", required=True)
     s.add_argument("--workdir", required=True)

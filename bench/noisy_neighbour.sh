@@ -3,7 +3,8 @@
 #
 #   bench/noisy_neighbour.sh [BUILD_DIR]   (default: build-bench, set up if missing)
 #   HEARTH=/path/to/hearth bench/noisy_neighbour.sh   uses that binary, no build
-#   REQUESTS=1000 INTERVAL_US=1000 ROUNDS=8 bench/noisy_neighbour.sh
+#   REQUESTS=1000 INTERVAL_US=1000 ROUNDS=8 SERVER_MODES=shared,exclusive \
+#       bench/noisy_neighbour.sh
 #
 # One hearth (auto driver, --cgroup-parent /hearth-bench-noisy_neighbour-<pid>,
 # an ordinary child, not PID 1) runs the workload `serve`: a TCP server that
@@ -19,19 +20,27 @@
 #                              deployed one after the other for as long as the
 #                              client runs, each OOM-killed;
 #   cpu hog + memory hogs      both;
-#   idle cpu hog + memory hogs both, the CPU hog at limits.cpu_weight "idle".
-# ROUNDS alternations of all five (short phases, many rounds: the noise of a
-# shared VM, bursts of a few seconds, then hits each condition alike). Reports p50/p99,
-# p99 against alone, failed requests (errors or wrong answers), and for each
-# memory hog the time from the OOM kill to the oom_killed event reaching a
-# subscriber: the kill time is when the kernel's own notification reaches the
-# bench (its own v1 eventfd on memory.oom_control, or v2 inotify on
-# memory.events; the first wakeup that reads oom_kill above 0), and, as a
-# cross-check, the hog's last heartbeat (written after each 4 MiB it
-# touched). The bench blocks on those instead of polling, so it takes no
-# CPU from the server it measures. Every process is stopped by pid or
-# through hearth. Last, for context, the machine's own wakeup latency with the
-# bench idle (see `wakeup` in bench/isolation_bench.py).
+#   idle cpu hog + memory hogs both, the CPU hog at limits.cpu_weight "idle";
+# and each of them with the server in two placements (SERVER_MODES):
+#   shared                     an ordinary revision (no limits);
+#   exclusive                  limits {"cpus": 1, "cpu_exclusive": true}: a CPU
+#                              of its own, everything else on the rest.
+# ROUNDS rounds of all ten (short phases, many rounds: the noise of a shared
+# VM, bursts of a few seconds, then hits each condition alike; the placement
+# that goes first alternates). Reports per placement p50/p99/max over all
+# requests, failed requests (errors or wrong answers), the p99 against the
+# shared server alone, the median over rounds of each round's own p99 ratio
+# (robust to a noise burst in a few phases), and the host's steal time in
+# the phases; for each memory hog, the time from the OOM kill to the
+# oom_killed event reaching a subscriber: the kill time is when the
+# kernel's own notification reaches the bench (its own v1 eventfd on
+# memory.oom_control, or v2 inotify on memory.events; the first wakeup that
+# reads oom_kill above 0), and, as a cross-check, the hog's last heartbeat
+# (written after each 4 MiB it touched). The bench blocks on those instead
+# of polling, so it takes no CPU from the server it measures. Every process
+# is stopped by pid or through hearth. Last, for context, the machine's own
+# wakeup latency with the bench idle (see `wakeup` in
+# bench/isolation_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/isolation_lib.sh
@@ -39,15 +48,16 @@ cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-1000}
 ROUNDS=${ROUNDS:-8}
 INTERVAL_US=${INTERVAL_US:-1000}
+SERVER_MODES=${SERVER_MODES:-shared,exclusive}
 
 make_fixtures
 PORT=$("$SYSPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log "starting hearth (parent $CG_PARENT); server port $PORT"
 start_hearth noisy --cgroup-parent "$CG_PARENT"
 DRIVER=$("$HEARTHCTL" --socket "$SOCK" --json ping | "$SYSPY" -c 'import json,sys; print(json.load(sys.stdin)["cgroup_driver"])')
-log "driver $DRIVER; $ROUNDS rounds of five conditions, $REQUESTS requests every $INTERVAL_US us"
+log "driver $DRIVER; $ROUNDS rounds of five conditions x server placements $SERVER_MODES, $REQUESTS requests every $INTERVAL_US us"
 "$SYSPY" "$HELPER" noisy --socket "$SOCK" --deps "$DEPS" --source "$SOURCE" --port "$PORT" \
-    --requests "$REQUESTS" --interval-us "$INTERVAL_US" --rounds "$ROUNDS" --memory-mount "$MEMORY_MOUNT" --parent "$CG_PARENT" \
+    --requests "$REQUESTS" --interval-us "$INTERVAL_US" --rounds "$ROUNDS" --server-modes "$SERVER_MODES" --memory-mount "$MEMORY_MOUNT" --parent "$CG_PARENT" \
     --workdir "$TMP" --out "$TMP/noisy.json"
 "$SYSPY" "$HELPER" report-noisy "$TMP/noisy.json"
 # Context for the table: how late this machine wakes a sleeping thread with
