@@ -71,10 +71,8 @@ public:
         if (!has_cpuset_) return false;
         // A newline, not an empty write: cgroupfs handlers never see a
         // write of 0 bytes.
-        confines_cpus_ =
-            detail::write_file(join(dir_, "cpuset.cpus"), cpus.empty() ? "\n" : cpus, plain_) ==
-                0 &&
-            !cpus.empty();
+        int err = detail::write_file(join(dir_, "cpuset.cpus"), cpus.empty() ? "\n" : cpus, plain_);
+        confines_cpus_ = err == 0 && !cpus.empty();
         return confines_cpus_;
     }
 

@@ -108,7 +108,7 @@ ArtifactSpec parse_artifact(const json& params, const char* key) {
 void parse_limits(const json& params, cgroup::Limits& out) {
     const json* limits = rpc::optional_object(params, "limits");
     if (!limits) return;
-    static const char* const known[] = {"memory", "memory_high", "cpus",
+    static const char* const known[] = {"memory",     "memory_high",   "cpus",
                                         "cpu_weight", "cpu_exclusive", "pids"};
     for (const auto& item : limits->items()) {
         bool ok = false;

@@ -56,8 +56,8 @@ public:
     // `location`; when none are left, `done` gets the reason (on the loop,
     // never from inside create()). Taking CPUs out of the shared pool calls
     // on_cpus_changed first.
-    void create(const std::string& name, const std::string& location,
-                const cgroup::Limits& limits, Created done);
+    void create(const std::string& name, const std::string& location, const cgroup::Limits& limits,
+                Created done);
     // The CPUs `name` runs on: its own set, else the shared pool while some
     // CPUs are held exclusively; empty = every usable CPU.
     std::vector<int> cpus_of(const std::string& name) const;

@@ -272,6 +272,16 @@ TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch,
     std::string dir = "sys/fs/cgroup/envs/analytics-3/";
     CHECK(t.get(dir + "cpuset.cpus") == "1");
     CHECK(cg->confines_cpus());
+    // Exclusive CPUs came or went (cpu_spread.hpp): the running revision's
+    // set is rewritten; "" (a newline on the wire) gives it every CPU of
+    // the parent again.
+    CHECK(cg->set_cpus("0,2"));
+    CHECK(t.get(dir + "cpuset.cpus") == "0,2");
+    CHECK(cg->confines_cpus());
+    CHECK_FALSE(cg->set_cpus(""));
+    CHECK(t.get(dir + "cpuset.cpus") == "\n");
+    CHECK_FALSE(cg->confines_cpus());
+    CHECK(cg->set_cpus("1"));
     {
         Limits idle;
         idle.cpu_idle = true;
@@ -365,6 +375,12 @@ TEST_CASE("v2 fake: bad input, missing controllers, explicit parent, real root, 
         CHECK_FALSE(driver->create("ok", l, error));
         CHECK(error.find("weight") != std::string::npos);
         CHECK_FALSE(fs::exists(t.path("sys/fs/cgroup/envs/ok")));
+        // No cpuset controller: CPU sets are left to affinity.
+        auto plain = driver->create("plain-1", {}, error);
+        REQUIRE(plain);
+        CHECK_FALSE(plain->set_cpus("1"));
+        CHECK_FALSE(fs::exists(t.path("sys/fs/cgroup/envs/plain-1/cpuset.cpus")));
+        CHECK(plain->remove().removed);
     }
     SECTION("a missing controller degrades and its limits are reported unenforced") {
         fake_v2_root(t, "cpu pids");
@@ -492,6 +508,7 @@ TEST_CASE("v1 fake: cpu.idle; the cpuset hierarchy is left alone; own directorie
     auto cg = driver->create("batch-1", confined, error);
     REQUIRE(cg);
     CHECK_FALSE(cg->confines_cpus()); // the child's affinity does it
+    CHECK_FALSE(cg->set_cpus("1"));   // so does hearth's, later
     CHECK(t.get("sys/fs/cgroup/cpu/hearth-test/deeper/envs/batch-1/cpu.idle") == "1");
     CHECK(cg->unenforced().empty());
     // A v1 child cpuset would keep the parent from shrinking (EBUSY).

@@ -104,6 +104,20 @@ TEST_CASE("deploy flags: --cpu-weight idle", "[ctl]") {
     CHECK((*b.params)["limits"] == json{{"cpu_weight", "idle"}});
 }
 
+TEST_CASE("deploy flags: --cpu-exclusive", "[ctl]") {
+    FakeHasher h;
+    std::vector<std::string> args = {"deploy",          "api", "--deps",   "/d.pex",
+                                     "--deps-sha256",   kA,    "--source", "/s.pex",
+                                     "--source-sha256", kB,    "--cpus",   "1"};
+    auto plain = build(args, nullptr, h);
+    REQUIRE(plain.ok());
+    CHECK((*plain.params)["limits"] == json{{"cpus", 1.0}});
+    args.push_back("--cpu-exclusive");
+    auto b = build(args, nullptr, h);
+    REQUIRE(b.ok());
+    CHECK((*b.params)["limits"] == json{{"cpus", 1.0}, {"cpu_exclusive", true}});
+}
+
 TEST_CASE("deploy flags: restart forms and defaults left to hearth", "[ctl]") {
     FakeHasher h;
     const std::vector<std::string> basic = {"deploy", "web",      "--deps",
