@@ -34,6 +34,12 @@ std::string rejection(const json& params, const DeployPolicy& policy = {}) {
     FAIL("accepted: " + params.dump());
     return {};
 }
+
+json with_limits(json limits) {
+    json p = base();
+    p["limits"] = std::move(limits);
+    return p;
+}
 } // namespace
 
 TEST_CASE("http and https sources are kept as URLs", "[deploy]") {
@@ -243,4 +249,29 @@ TEST_CASE("isolation and store options", "[options]") {
     CHECK(error({"--store-max-bytes", "lots"}).rfind("option --store-max-bytes:", 0) == 0);
     CHECK(error({"--max-pids", "0"}).find("positive whole number") != std::string::npos);
     CHECK(error({"--default-cpus", "-2"}).rfind("option --default-cpus:", 0) == 0);
+}
+
+TEST_CASE("cpu_exclusive: parsed, shown, and only with cpus", "[deploy]") {
+    DeploySpec spec = parse_deploy_params(with_limits({{"cpus", 1}, {"cpu_exclusive", true}}));
+    CHECK(spec.limits.cpu_exclusive);
+    CHECK(limits_to_json(spec.limits) == json{{"cpus", 1.0}, {"cpu_exclusive", true}});
+    spec = parse_deploy_params(with_limits({{"cpus", 1}, {"cpu_exclusive", false}}));
+    CHECK_FALSE(spec.limits.cpu_exclusive);
+    CHECK_FALSE(limits_to_json(spec.limits).contains("cpu_exclusive"));
+
+    CHECK(rejection(with_limits({{"cpu_exclusive", true}})) ==
+          "params.limits.cpu_exclusive: needs limits.cpus (how many CPUs to reserve)");
+    CHECK(rejection(with_limits({{"cpus", 1}, {"cpu_exclusive", "yes"}}))
+              .rfind("params.limits.cpu_exclusive", 0) == 0);
+    CHECK(rejection(with_limits({{"cpu_exclusiv", true}})).find("cpu_exclusive, pids") !=
+          std::string::npos);
+
+    // hearth's --default-cpus is a size too; --cpu-placement shared has no
+    // CPU sets to reserve from.
+    DeployPolicy policy;
+    policy.default_limits.cpu_quota = 2;
+    CHECK(parse_deploy_params(with_limits({{"cpu_exclusive", true}}), policy).limits.cpu_exclusive);
+    policy.cpu_placement = false;
+    CHECK(rejection(with_limits({{"cpus", 1}, {"cpu_exclusive", true}}), policy) ==
+          "params.limits.cpu_exclusive: hearth runs with --cpu-placement shared");
 }
