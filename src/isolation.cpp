@@ -134,17 +134,21 @@ void Isolation::create(const std::string& name, const std::string& location,
             if (error.empty()) cg = driver->create(name, limits, error);
             return Made(std::move(cg), std::move(error));
         },
-        [driver, name, cpus = limits.cpuset_cpus, done = std::move(done)](std::optional<Made> made,
-                                                                          std::string error) {
+        [this, driver, name, cpus = limits.cpuset_cpus,
+         done = std::move(done)](std::optional<Made> made, std::string error) {
             if (!made) return done(nullptr, error);
             if (!made->first)
                 return done(nullptr,
                             made->second.empty() ? "cgroup creation failed" : made->second);
+            // Exclusive CPUs came or went while the cgroup was being made:
+            // its cpuset has the old pool (affinity is read at spawn).
+            std::string now = format_cpu_list(cpus_of(name));
+            if (now != cpus && driver->cpusets()) made->first->set_cpus(now);
             // The kernel refused the set (CPUs outside the parent's cpuset):
             // the child's affinity will fail the same way, so say so.
-            if (!cpus.empty() && driver->cpusets() && !made->first->confines_cpus())
+            if (!now.empty() && driver->cpusets() && !made->first->confines_cpus())
                 log::warn("cpuset.cpus refused; the revision may run on every CPU of its parent",
-                          {{"id", name}, {"cpus", cpus}});
+                          {{"id", name}, {"cpus", now}});
             done(std::move(made->first), {});
         });
 }
@@ -180,11 +184,12 @@ int set_affinity_everywhere(const std::function<std::vector<pid_t>()>& list_pids
     for (int pass = 0; pass < 8; ++pass) {
         bool fresh = false;
         for (pid_t pid : list_pids()) {
+            // error_code forms throughout: a process may exit mid-listing,
+            // and nothing may throw into the loop's callbacks.
             std::error_code ec;
-            std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", ec);
-            if (ec) continue;
-            for (const auto& entry : tasks) {
-                pid_t tid = static_cast<pid_t>(std::atoi(entry.path().filename().c_str()));
+            std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/task", ec);
+            for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+                pid_t tid = static_cast<pid_t>(std::atoi(it->path().filename().c_str()));
                 if (tid <= 0 || !done.insert(tid).second) continue;
                 fresh = true;
                 if (::sched_setaffinity(tid, sizeof set, &set) != 0 && errno != ESRCH &&
