@@ -72,7 +72,10 @@ public:
         // A newline, not an empty write: cgroupfs handlers never see a
         // write of 0 bytes.
         int err = detail::write_file(join(dir_, "cpuset.cpus"), cpus.empty() ? "\n" : cpus, plain_);
-        confines_cpus_ = err == 0 && !cpus.empty();
+        // A refused write leaves the kernel's set as it was, and so the
+        // record of whether it confines.
+        if (err != 0) return false;
+        confines_cpus_ = !cpus.empty();
         return confines_cpus_;
     }
 

@@ -84,27 +84,41 @@ std::vector<int> CpuSpread::assign_exclusive(const std::string& name, const std:
     if (auto it = held_.find(name); it != held_.end() && it->second.exclusive)
         return it->second.cpus;
     release(name);
-    for (const auto& [other, held] : held_) {
-        if (held.exclusive && held.owner == owner) {
-            held_[name] = Held{held.cpus, cpus, held.share, true, owner};
-            return held_[name].cpus;
-        }
-    }
-    std::vector<int> pool = shared();
     std::size_t count = whole_cpus(cpus > 0 ? cpus : 1);
-    if (count + 1 > pool.size()) {
-        error = "cpu_exclusive: " + std::to_string(count) + " CPU(s) wanted, " +
-                std::to_string(pool.size()) + " shared (" + format_cpu_list(pool) +
-                ") and one must stay shared";
-        auto owners = exclusive_owners();
-        if (!owners.empty()) {
-            error += "; held exclusively:";
-            for (const auto& [cpu, who] : owners)
-                error += " " + std::to_string(cpu) + " by " + who;
+    // What the location holds already (its other revisions): a revision
+    // that needs no more takes the highest-numbered of those; one that needs
+    // more keeps them all and adds shared CPUs. What a smaller revision
+    // leaves out returns to the pool when the older revisions end.
+    std::vector<int> reserved;
+    for (const auto& [other, held] : held_)
+        if (held.exclusive && held.owner == owner)
+            reserved.insert(reserved.end(), held.cpus.begin(), held.cpus.end());
+    std::sort(reserved.begin(), reserved.end());
+    reserved.erase(std::unique(reserved.begin(), reserved.end()), reserved.end());
+    std::vector<int> chosen;
+    if (count <= reserved.size()) {
+        chosen.assign(reserved.end() - static_cast<std::ptrdiff_t>(count), reserved.end());
+    } else {
+        std::vector<int> pool = shared();
+        std::size_t more = count - reserved.size();
+        if (more + 1 > pool.size()) {
+            error = "cpu_exclusive: " + std::to_string(count) + " CPU(s) wanted";
+            if (!reserved.empty())
+                error += " (" + format_cpu_list(reserved) + " already held by " + owner + ")";
+            error += ", " + std::to_string(pool.size()) + " shared (" + format_cpu_list(pool) +
+                     ") and one must stay shared";
+            auto owners = exclusive_owners();
+            if (!owners.empty()) {
+                error += "; held exclusively:";
+                for (const auto& [cpu, who] : owners)
+                    error += " " + std::to_string(cpu) + " by " + who;
+            }
+            return {};
         }
-        return {};
+        chosen = least_loaded(pool, more);
+        chosen.insert(chosen.end(), reserved.begin(), reserved.end());
+        std::sort(chosen.begin(), chosen.end());
     }
-    std::vector<int> chosen = least_loaded(pool, count);
     held_[name] = Held{chosen, cpus, cpus / static_cast<double>(count), true, owner};
     // Move confined revisions off the reserved CPUs, most demanding first
     // so that they get the emptiest of what is left.
@@ -129,13 +143,14 @@ std::vector<int> CpuSpread::assign_exclusive(const std::string& name, const std:
 bool CpuSpread::release(const std::string& name) {
     auto it = held_.find(name);
     if (it == held_.end()) return false;
-    bool was_exclusive = it->second.exclusive;
-    std::string owner = it->second.owner;
+    if (!it->second.exclusive) {
+        held_.erase(it);
+        return false;
+    }
+    // Other revisions of the location may hold all, some or none of these.
+    std::vector<int> before = shared();
     held_.erase(it);
-    if (!was_exclusive) return false;
-    for (const auto& [other, held] : held_)
-        if (held.exclusive && held.owner == owner) return false;
-    return true;
+    return shared() != before;
 }
 
 std::vector<int> CpuSpread::cpus_of(const std::string& name) const {

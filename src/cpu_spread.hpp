@@ -57,16 +57,20 @@ public:
     // (ceil(cpus) >= the usable CPU count, cpus <= 0, or no usable CPUs).
     // Only CPUs of the shared pool are considered.
     std::vector<int> assign(const std::string& name, double cpus);
-    // Reserves ceil(cpus) (at least 1) CPUs of the shared pool for `name` of
-    // location `owner`: the same ones as another revision of `owner` that
-    // holds exclusive CPUs, else the least loaded (ties: highest-numbered).
-    // Confined revisions on them are moved to other shared CPUs (their new
-    // sets: cpus_of()). Returns the CPUs, ascending, or empty with `error`
-    // set when fewer than ceil(cpus) + 1 CPUs are shared (one stays shared).
+    // Reserves ceil(cpus) (at least 1) CPUs for `name` of location `owner`.
+    // When other revisions of `owner` hold exclusive CPUs (a blue/green
+    // redeploy), the new one shares them: it takes the highest-numbered
+    // ceil(cpus) of them, or all of them plus the least loaded shared CPUs
+    // when it needs more. Otherwise the least loaded shared CPUs (ties:
+    // highest-numbered). Confined revisions on CPUs taken from the pool are
+    // moved to other shared CPUs (their new sets: cpus_of()). Returns the
+    // CPUs, ascending, or empty with `error` set when the pool cannot give
+    // enough and still keep one CPU shared.
     std::vector<int> assign_exclusive(const std::string& name, const std::string& owner,
                                       double cpus, std::string& error);
     // Forgets `name`'s CPUs (unknown names are ignored). True when that
-    // changed the shared pool (the last holder of exclusive CPUs ended).
+    // changed the shared pool (no other revision of its location holds some
+    // of the exclusive CPUs it held).
     bool release(const std::string& name);
     // `name`'s CPUs, ascending; empty when it holds none (it then runs on
     // the shared pool).

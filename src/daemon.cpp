@@ -774,6 +774,11 @@ void Daemon::prepare_cgroup(const std::string& id) {
             }
             r->cgroup = std::move(cg);
             r->cgroup_state = Revision::CgroupState::ready;
+            // Before any process runs in it (each start gets a new cgroup):
+            // read after the spawn, an OOM kill in the first instants would
+            // vanish into the baseline and look like a plain SIGKILL.
+            if (!isolation_.is_none())
+                r->oom_kills_baseline = r->cgroup->oom_counters().oom_kill.value_or(0);
             r->cpus_by_cgroup = r->cgroup->confines_cpus();
             const auto& l = r->spec.limits;
             r->degraded = r->cgroup->unenforced();
@@ -874,8 +879,6 @@ void Daemon::spawn_process(const std::string& id) {
     rev->process_running = true;
     rev->process_started = Clock::now();
     rev->wait_status.reset();
-    if (rev->cgroup && !isolation_.is_none())
-        rev->oom_kills_baseline = rev->cgroup->oom_counters().oom_kill.value_or(0);
     log::info("revision process started", {{"location", rev->location},
                                            {"id", rev->id},
                                            {"pid", rev->pid},

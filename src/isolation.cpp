@@ -179,9 +179,10 @@ namespace {
 // it). Returns the first error other than ESRCH (the thread ended).
 int set_affinity_everywhere(const std::function<std::vector<pid_t>()>& list_pids,
                             const cpu_set_t& set) {
+    constexpr int max_passes = 8;
     std::set<pid_t> done;
     int first_error = 0;
-    for (int pass = 0; pass < 8; ++pass) {
+    for (int pass = 0; pass < max_passes; ++pass) {
         bool fresh = false;
         for (pid_t pid : list_pids()) {
             // error_code forms throughout: a process may exit mid-listing,
@@ -197,16 +198,22 @@ int set_affinity_everywhere(const std::function<std::vector<pid_t>()>& list_pids
                     first_error = errno;
             }
         }
-        if (!fresh) break;
+        if (!fresh) return first_error;
     }
-    return first_error;
+    // Still new threads after every pass: a workload that keeps starting
+    // threads. Those started after the last pass have the old mask.
+    return first_error ? first_error : EAGAIN;
 }
 
 } // namespace
 
 void Isolation::move_cpus(const std::string& name, cgroup::Cgroup* cg, pid_t session) {
     std::vector<int> cpus = cpus_of(name);
-    if (cg && !is_none() && cg->set_cpus(format_cpu_list(cpus))) return;
+    // The v2 cpuset alone is not enough: the child set its own affinity at
+    // spawn, and since Linux 6.2 the kernel keeps that request and
+    // intersects every later cpuset.cpus with it, so a widened set would
+    // still leave the threads on the old CPUs. Rewrite the affinity too.
+    if (cg && !is_none()) cg->set_cpus(format_cpu_list(cpus));
     cpu_set_t set = to_cpu_set(cpus.empty() ? cpu_spread_.usable() : cpus);
     int err = set_affinity_everywhere(
         [&] {
@@ -218,7 +225,11 @@ void Isolation::move_cpus(const std::string& name, cgroup::Cgroup* cg, pid_t ses
             return pids;
         },
         set);
-    if (err)
+    if (err == EAGAIN)
+        log::warn("a revision kept starting threads while they were moved to its CPUs; "
+                  "the newest may still run on the old ones",
+                  {{"id", name}, {"cpus", format_cpu_list(cpus)}});
+    else if (err)
         log::warn("could not move a revision's threads to its CPUs",
                   {{"id", name}, {"cpus", format_cpu_list(cpus)}, {"error", std::strerror(err)}});
 }
@@ -282,8 +293,11 @@ void Isolation::signal_all(const cgroup::Cgroup* cg, pid_t session, int sig) {
 void Isolation::kill_all(std::shared_ptr<cgroup::Cgroup> cg, pid_t session,
                          std::chrono::milliseconds timeout,
                          std::function<void(cgroup::KillResult)> done) {
-    if (session > 0) ::kill(-session, SIGKILL);
     if (!cg || is_none()) {
+        // Without a cgroup the session and group are the only handles. (With
+        // one, the group kill is left out: after the leader was reaped its
+        // pid, and so the group id, may belong to someone else.)
+        if (session > 0) ::kill(-session, SIGKILL);
         // KILL twice does no harm: the group first (nothing in it can fork
         // after that), then what left the group within the session tree.
         signal_all(nullptr, session, SIGKILL);
@@ -331,7 +345,13 @@ void Isolation::remove(std::shared_ptr<cgroup::Cgroup> cg,
 
 void Isolation::on_oom_readable(uv_poll_t* handle, int status, int) {
     auto* self = static_cast<Isolation*>(handle->data);
-    if (status < 0) return;
+    if (status < 0) {
+        // An error on the fd would be reported again on every loop turn.
+        uv_poll_stop(handle);
+        log::error("OOM watch stopped; OOM kills are still found from the counters at exit",
+                   {{"error", uv_strerror(status)}});
+        return;
+    }
     try {
         self->check_oom();
     } catch (const std::exception& e) {

@@ -66,10 +66,13 @@ public:
     // on_cpus_changed when exclusive CPUs went back to the shared pool.
     void release_cpus(const std::string& name);
     // Moves a running revision onto cpus_of(name): its v2 cpuset where there
-    // is one, else the affinity of every thread of every process (of its
-    // cgroup, or without one of its session tree), repeated until a pass
-    // finds no thread it had not seen (threads started meanwhile inherit
-    // the old mask). Loop thread; a few /proc reads and syscalls per thread.
+    // is one, and in every case the affinity of every thread of every
+    // process (of its cgroup, or without one of its session tree), repeated
+    // until a pass finds no thread it had not seen (threads started
+    // meanwhile inherit the old mask; after 8 passes it gives up and logs
+    // it). Loop thread: a cpuset write and a few /proc reads and syscalls per
+    // thread, only when exclusive CPUs are reserved or released; kept on the
+    // loop so that two quick changes cannot land out of order.
     void move_cpus(const std::string& name, cgroup::Cgroup* cg, pid_t session);
     // Moves hearth's own threads onto the shared pool (children started
     // later inherit it).

@@ -148,9 +148,11 @@ bool install_stdio(int fd, int target, int dev_null) {
     // Raw system calls, not glibc's setuid() family: after _Fork/clone3 in a
     // multithreaded parent, glibc's wrappers would try to broadcast the
     // change to threads that exist only in the parent. Groups first: after
-    // setresuid the child may no longer change them.
+    // setresuid the child may no longer change them. A group without a user
+    // still drops root's supplementary groups (req.groups is empty then):
+    // keeping them would leave the environment every group of hearth's.
     if (req.uid || req.gid) {
-        if (req.uid && ::syscall(SYS_setgroups, req.groups.size(), req.groups.data()) != 0)
+        if (::syscall(SYS_setgroups, req.groups.size(), req.groups.data()) != 0)
             child_fail(report_fd, step_identity);
         if (req.gid && ::syscall(SYS_setresgid, *req.gid, *req.gid, *req.gid) != 0)
             child_fail(report_fd, step_identity);

@@ -6,7 +6,9 @@
 # failed. The whole revision goes, not only the process the kernel picked: a
 # small child of the hog is gone too. A neighbour revision in another location
 # is untouched (still ready, same pid). hearth logs the OOM, and the
-# revision's cgroup directories are removed in every hierarchy.
+# revision's cgroup directories are removed in every hierarchy. Last, an
+# OOM-killed revision with restart on-failure and max_restarts 1 goes to
+# backoff, is restarted once, and then fails for good as oom_killed.
 # shellcheck source=cgroup_lib.sh
 . "$(dirname "$0")/cgroup_lib.sh"
 need_cgroups memory
@@ -74,6 +76,31 @@ name=hog-1
 wait_until 5 "the cgroup directories of $name to be removed" cg_env_gone "$name"
 calm_path=$(rev_get calm calm-1 "r['cgroup']['path']")
 [ -d "$calm_path" ] || fail "the neighbour's cgroup $calm_path is gone"
+
+# An OOM-killed revision follows its restart policy like any other failure:
+# with on-failure it goes to backoff (reason oom_killed, next_attempt_at),
+# is started again in a fresh cgroup after ~1 s and is OOM-killed again;
+# max_restarts 1 then fails it for good, still as oom_killed.
+deploy_args hog step_mb=4 pause=0.01 mb=1024
+ctl_ok deploy again "${DARGS[@]}" --memory 64Mi --min-uptime 10 \
+    --restart on-failure --max-restarts 1 --restart-window 60
+BACKOFF_SEEN=
+sample_oom_backoff() {
+    local r
+    r=$(rev_json again again-1) || return 1
+    if [ "$(jget "$r" "j['state']")" = backoff ] && [ -z "$BACKOFF_SEEN" ]; then BACKOFF_SEEN=$r; fi
+    [ "$(jget "$r" "j['state']")" = failed ]
+}
+wait_until 20 "again-1 to be OOM-killed, restarted, OOM-killed again and failed" sample_oom_backoff
+[ -n "$BACKOFF_SEEN" ] || fail "status never showed the OOM-killed again-1 in backoff"
+assert_eq "oom_killed" "$(jget "$BACKOFF_SEEN" "j.get('reason')")" "reason while in backoff"
+assert_match "$(jget "$BACKOFF_SEEN" "j['next_attempt_at']")" '^[0-9]{4}-' "next_attempt_at while in backoff"
+r=$(rev_json again again-1)
+assert_eq "oom_killed 1" "$(jget "$r" "'%s %s' % (j['reason'], j['restarts'])")" "final reason and restarts"
+assert_contains "$(jget "$r" "j['message']")" "not restarted" "final message"
+assert_eq 2 "$(grep 'revision process started' "$HEARTH_STDERR" | grep -c 'again-1')" \
+    "starts of again-1 in hearth's log (first + one restart)"
+[ "$(jget "$r" "j.get('oom')")" != null ] || fail "no oom object after the restart: $r"
 
 ctl_ok stop calm
 wait_until 5 "the neighbour's cgroup to be removed after stop" cg_env_gone "$(basename "$calm_path")"

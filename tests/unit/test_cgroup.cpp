@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -282,6 +283,17 @@ TEST_CASE("v2 fake: leaf move, controllers, limits, placement, stats, OOM watch,
     CHECK(t.get(dir + "cpuset.cpus") == "\n");
     CHECK_FALSE(cg->confines_cpus());
     CHECK(cg->set_cpus("1"));
+    {
+        // A refused write (here: the file cannot be opened) leaves the
+        // kernel's set, and so confines_cpus(), as they were.
+        fs::remove(t.path(dir + "cpuset.cpus"));
+        fs::create_directory(t.path(dir + "cpuset.cpus"));
+        CHECK_FALSE(cg->set_cpus("0"));
+        CHECK(cg->confines_cpus());
+        fs::remove(t.path(dir + "cpuset.cpus"));
+        CHECK(cg->set_cpus("1"));
+        CHECK(t.get(dir + "cpuset.cpus") == "1");
+    }
     {
         Limits idle;
         idle.cpu_idle = true;
@@ -1164,4 +1176,72 @@ TEST_CASE("real: spawn puts the child in its cgroup before exec (self-placement,
     CHECK(clone3_used);
     CHECK(seen.find("0::/" + parent.name + "/envs/spawned-2\n") != std::string::npos);
     CHECK(cg->remove().removed);
+
+    // The pure-v2 kill: cgroup.kill reaches a child that left the session
+    // (setsid) and one in the background; the cgroup is then empty.
+    auto busy = driver->create("killed-2", Limits{}, error);
+    INFO(error);
+    REQUIRE(busy);
+    hearth::SpawnRequest req;
+    req.path = "/bin/sh";
+    req.argv = {"sh", "-c", "sleep 300 & setsid sleep 301 & wait"};
+    req.cgroup = busy.get();
+    req.new_session = true;
+    hearth::SpawnResult r = hearth::spawn(req);
+    INFO(r.message);
+    REQUIRE(r.pid > 0);
+    for (int i = 0; i < 200 && busy->pids().size() < 3; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(busy->pids().size() == 3);
+    KillResult killed = busy->kill_all(std::chrono::seconds(2));
+    CHECK(killed.method == "cgroup.kill");
+    CHECK(killed.empty);
+    CHECK(killed.error.empty());
+    int status = 0;
+    REQUIRE(::waitpid(r.pid, &status, 0) == r.pid);
+    CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+    CHECK(busy->pids().empty());
+    CHECK(
+        detail::read_file(layout.unified_mount + "/" + parent.name + "/envs/killed-2/cgroup.events")
+            .value_or("")
+            .find("populated 0") != std::string::npos);
+    CHECK(busy->remove().removed);
+}
+
+TEST_CASE("real: a group without a user drops hearth's supplementary groups", "[spawn][real]") {
+    REAL_PREREQ(::geteuid() == 0, "needs root to change groups");
+    int n = ::getgroups(0, nullptr);
+    REQUIRE(n >= 0);
+    std::vector<gid_t> saved(static_cast<size_t>(n));
+    REQUIRE(::getgroups(n, saved.data()) == n);
+    // Give this process supplementary groups to lose (restored below).
+    std::vector<gid_t> extra = {4, 27};
+    REQUIRE(::setgroups(extra.size(), extra.data()) == 0);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    Fd out_read(fds[0]), out_write(fds[1]);
+    hearth::SpawnRequest req;
+    req.path = "/bin/sh";
+    req.argv = {"sh", "-c", "grep -E '^(Uid|Gid|Groups):' /proc/self/status"};
+    req.stdout_fd = out_write.get();
+    req.gid = 65534;
+    hearth::SpawnResult r = hearth::spawn(req);
+    out_write.reset();
+    ::setgroups(saved.size(), saved.data());
+    INFO(r.message);
+    REQUIRE(r.pid > 0);
+    std::string text;
+    char buf[1024];
+    ssize_t got;
+    while ((got = ::read(out_read.get(), buf, sizeof buf)) > 0)
+        text.append(buf, static_cast<size_t>(got));
+    int status = 0;
+    REQUIRE(::waitpid(r.pid, &status, 0) == r.pid);
+    INFO(text);
+    CHECK(text.find("Uid:\t0\t0\t0\t0\n") != std::string::npos);
+    CHECK(text.find("Gid:\t65534\t65534\t65534\t65534\n") != std::string::npos);
+    auto groups_at = text.find("Groups:");
+    REQUIRE(groups_at != std::string::npos);
+    std::string groups = text.substr(groups_at + 7, text.find('\n', groups_at) - groups_at - 7);
+    CHECK(groups.find_first_of("0123456789") == std::string::npos);
 }

@@ -116,3 +116,29 @@ TEST_CASE("cpu spread: a location's revisions share its exclusive CPUs until the
     CHECK(one.assign_exclusive("a", "latency", 1, error).empty());
     CHECK(one.shared() == V{0});
 }
+
+TEST_CASE("cpu spread: a redeploy that asks for more or fewer exclusive CPUs", "[cpu_spread]") {
+    CpuSpread spread({0, 1, 2, 3});
+    std::string error;
+    CHECK(spread.assign_exclusive("v1", "latency", 1, error) == V{3});
+    // v2 wants two: it keeps v1's CPU and takes the least loaded shared one.
+    CHECK(spread.assign_exclusive("v2", "latency", 2, error) == V{2, 3});
+    CHECK(error.empty());
+    CHECK(spread.shared() == V{0, 1});
+    // v1 ends: v2 still holds both, the pool is unchanged.
+    CHECK_FALSE(spread.release("v1"));
+    CHECK(spread.cpus_of("v2") == V{2, 3});
+    // v3 wants one: the highest of the location's; when v2 ends, CPU 2
+    // goes back to the pool.
+    CHECK(spread.assign_exclusive("v3", "latency", 1, error) == V{3});
+    CHECK(spread.shared() == V{0, 1});
+    CHECK(spread.release("v2"));
+    CHECK(spread.shared() == V{0, 1, 2});
+    // Growing past what the pool can give (one stays shared) is refused,
+    // naming what the location already holds; v3 keeps its CPU.
+    CHECK(spread.assign_exclusive("v4", "latency", 4, error).empty());
+    CHECK(error.find("4 CPU(s) wanted (3 already held by latency), 3 shared (0-2)") !=
+          std::string::npos);
+    CHECK(spread.cpus_of("v3") == V{3});
+    CHECK(spread.shared() == V{0, 1, 2});
+}
