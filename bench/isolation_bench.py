@@ -219,11 +219,24 @@ def cmd_report_spawn(a):
 # ---------------------------------------------------------------- client
 
 
+def own_run_delay_ns():
+    """Time this thread spent runnable but waiting for a CPU so far
+    (schedstat's second field, ns)."""
+    with open("/proc/thread-self/schedstat") as f:
+        return int(f.read().split()[1])
+
+
 def cmd_client(a):
     s = socket.create_connection(("127.0.0.1", a.port), timeout=2.0)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = s.makefile("rb")
     lat = []
+    waits = []
+    served = []
+    sched_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+
+    def my_wait():
+        return int(os.pread(sched_fd, 128, 0).split()[1])
     failed = 0
     interval = a.interval_us / 1e6
     start = time.perf_counter()
@@ -233,11 +246,17 @@ def cmd_client(a):
             if delay > 0:
                 time.sleep(delay)
         msg = b"%d\n" % i
+        w0 = my_wait()
         t0 = time.perf_counter_ns()
+        served_ns = None
         try:
             s.sendall(msg)
             line = f.readline()
             ok = line == b"ok " + msg
+            prefix = b"ok " + msg[:-1] + b" "
+            if not ok and line.startswith(prefix) and line.endswith(b"\n"):
+                served_ns = int(line[len(prefix):-1])
+                ok = True
         except OSError:
             ok = False
             try:
@@ -247,11 +266,16 @@ def cmd_client(a):
             except OSError:
                 pass
         t1 = time.perf_counter_ns()
+        w1 = my_wait()
         if ok:
             lat.append((t1 - t0) / 1000.0)
+            waits.append((w1 - w0) / 1000.0)
+            if served_ns is not None:
+                served.append(served_ns / 1000.0)
         else:
             failed += 1
-    out = json.dumps({"lat_us": lat, "failed": failed})
+    out = json.dumps({"lat_us": lat, "failed": failed, "run_delay_ns": own_run_delay_ns(),
+                      "wait_us": waits, "served_us": served})
     if a.out:
         with open(a.out, "w") as fo:
             fo.write(out)
@@ -392,7 +416,8 @@ def cmd_noisy(a):
             ctl.call("stop", {"location": "latency", "id": old})
             wait_state(ev, old, ("stopped", "failed"), 30)
             ev.close()
-        rid, ev = deploy("latency", ["serve", "port=%d" % a.port], SERVER_MODES[mode])
+        rid, ev = deploy("latency", ["serve", "port=%d" % a.port, "timestamps=1"],
+                         SERVER_MODES[mode])
         p, _ = wait_state(ev, rid, ("ready", "failed"), 30)
         ev.close()
         if p["state"] != "ready":
@@ -463,9 +488,14 @@ def cmd_noisy(a):
                 with open(out) as f:
                     r = json.load(f)
                 result["lat"].setdefault(key, []).extend(r["lat_us"])
+                result.setdefault("client_wait", {}).setdefault(key, []).extend(r.get("wait_us", []))
+                result.setdefault("served", {}).setdefault(key, []).extend(r.get("served_us", []))
+                served_p99 = pct(r.get("served_us", []), 99)
                 result["failed"][key] = result["failed"].get(key, 0) + r["failed"]
                 result["phases"].append({"mode": mode, "cond": cond, "round": rnd,
-                                         "p99": pct(r["lat_us"], 99), "steal": steal})
+                                         "p99": pct(r["lat_us"], 99), "steal": steal,
+                                         "served_p99": served_p99,
+                                         "client_wait_ns": r.get("run_delay_ns", 0)})
                 if cpu_rid:
                     st = revision(ctl.call("status", {"location": "cpuhog"}), cpu_rid)
                     result["cpuhog_usage_usec"].append(
@@ -492,6 +522,10 @@ def cmd_report_noisy(a):
     print("  vs %s alone: against the %s server alone, to compare placements" % (
         base_mode, base_mode))
     print("  steal: host steal time during a phase, both CPUs together (ms, median / max over rounds)")
+    print("  client wait: time the client (outside hearth, on the same CPUs as the neighbours) "
+          "spent runnable but waiting for a CPU (schedstat), us per request, median over rounds; "
+          "slow: of the round trips above the p99, the share the client itself waited for a CPU "
+          "inside them")
 
     def round_p99(mode, cond):
         return {p["round"]: p["p99"] for p in phases if p["mode"] == mode and p["cond"] == cond}
@@ -506,28 +540,58 @@ def cmd_report_noisy(a):
     for mode in r["modes"]:
         own = pct(lat["%s/alone" % mode], 99)
         print("server %s (CPUs %s):" % (mode, r["server_cpus"].get(mode, "?")))
-        print("  %-26s %8s %8s %9s %6s %17s %17s %11s" % (
+        print("  %-26s %8s %8s %9s %6s %17s %17s %11s %13s" % (
             "", "p50 us", "p99 us", "max us", "failed", "vs own alone",
-            "vs %s alone" % base_mode, "steal ms"))
-        print("  %-26s %8s %8s %9s %6s %8s %8s %8s %8s" % (
-            "", "", "", "", "", "pooled", "by round", "pooled", "by round"))
+            "vs %s alone" % base_mode, "steal ms", "client wait"))
+        print("  %-26s %8s %8s %9s %6s %8s %8s %8s %8s %11s %6s %6s" % (
+            "", "", "", "", "", "pooled", "by round", "pooled", "by round", "",
+            "us/req", "slow"))
         worst, failed = 0.0, 0
         for c in r["conds"]:
             v = lat["%s/%s" % (mode, c)]
-            steal = [p["steal"] * 1000.0 / os.sysconf("SC_CLK_TCK") for p in phases
-                     if p["mode"] == mode and p["cond"] == c]
+            mine = [p for p in phases if p["mode"] == mode and p["cond"] == c]
+            steal = [p["steal"] * 1000.0 / os.sysconf("SC_CLK_TCK") for p in mine]
+            n_req = max(1, len(v) // max(1, len(mine)))
+            wait_c = statistics.median([p.get("client_wait_ns", 0) / 1000.0 / n_req for p in mine])
+            # Of the requests slower than the p99: how much of each was the
+            # client itself waiting for a CPU (inside the timed round trip).
+            cw = r.get("client_wait", {}).get("%s/%s" % (mode, c), [])
+            p99v = pct(v, 99)
+            slow = [(lt, w) for lt, w in zip(v, cw) if lt >= p99v] if len(cw) == len(v) else []
+            slow_share = (sum(w for _, w in slow) / sum(lt for lt, _ in slow)) if slow else float("nan")
             n_failed = r["failed"]["%s/%s" % (mode, c)]
             failed += n_failed
             if c != "alone":
                 worst = max(worst, pct(v, 99) / own)
-            print("  %-26s %8.1f %8.1f %9.1f %6d %8.2f %8.2f %8.2f %8.2f %5.0f / %3.0f" % (
+            print("  %-26s %8.1f %8.1f %9.1f %6d %8.2f %8.2f %8.2f %8.2f %5.0f / %3.0f %6.1f %5.0f%%" % (
                 labels[c], pct(v, 50), pct(v, 99), max(v), n_failed,
                 pct(v, 99) / own, by_round(mode, c, mode),
                 pct(v, 99) / base, by_round(mode, c, base_mode),
-                statistics.median(steal), max(steal)))
-        verdicts.append("server %s: worst p99 with neighbours %.2fx its own alone (aim <= 1.25: %s), "
-                        "%d failed requests" % (mode, worst, "met" if worst <= 1.25 else "missed",
-                                                failed))
+                statistics.median(steal), max(steal), wait_c, 100 * slow_share))
+        verdicts.append("server %s, round trip (client's view): worst p99 with neighbours %.2fx "
+                        "its own alone (aim <= 1.25: %s), %d failed requests" % (
+                            mode, worst, "met" if worst <= 1.25 else "missed", failed))
+        served = r.get("served", {})
+        if all(served.get("%s/%s" % (mode, c)) for c in r["conds"]):
+            own_s = pct(served["%s/alone" % mode], 99)
+            alone_rounds = {p["round"]: p.get("served_p99") for p in phases
+                            if p["mode"] == mode and p["cond"] == "alone"}
+            print("  the server's own part (kernel receive timestamp of the request -> answer written):")
+            print("  %-26s %8s %8s %9s %8s %8s" % ("", "p50 us", "p99 us", "max us", "pooled", "by round"))
+            worst_s = 0.0
+            for c in r["conds"]:
+                v = served["%s/%s" % (mode, c)]
+                ratios = [p["served_p99"] / alone_rounds[p["round"]] for p in phases
+                          if p["mode"] == mode and p["cond"] == c and p.get("served_p99")
+                          and alone_rounds.get(p["round"])]
+                if c != "alone":
+                    worst_s = max(worst_s, pct(v, 99) / own_s)
+                print("  %-26s %8.1f %8.1f %9.1f %8.2f %8.2f" % (
+                    labels[c], pct(v, 50), pct(v, 99), max(v), pct(v, 99) / own_s,
+                    statistics.median(ratios) if ratios else float("nan")))
+            verdicts.append("server %s, its own part: worst p99 with neighbours %.2fx its own alone "
+                            "(aim <= 1.25: %s)" % (mode, worst_s,
+                                                   "met" if worst_s <= 1.25 else "missed"))
     ooms = r["oom"]
     reasons = {}
     for o in ooms:

@@ -27,11 +27,21 @@
 #                              of its own, everything else on the rest.
 # ROUNDS rounds of all ten (short phases, many rounds: the noise of a shared
 # VM, bursts of a few seconds, then hits each condition alike; the placement
-# that goes first alternates). Reports per placement p50/p99/max over all
-# requests, failed requests (errors or wrong answers), the p99 against the
-# shared server alone, the median over rounds of each round's own p99 ratio
-# (robust to a noise burst in a few phases), and the host's steal time in
-# the phases; for each memory hog, the time from the OOM kill to the
+# that goes first alternates). Two latencies per request:
+#   round trip       as the client sees it. The client runs on the same two
+#                    CPUs as the neighbours, outside hearth, so part of this
+#                    tail is the client's own wait for a CPU; the bench
+#                    measures that too (schedstat: per request, and the share
+#                    of the slowest 1% of round trips);
+#   the server's own from the kernel's receive timestamp of the request
+#   part             (SO_TIMESTAMPNS) to the answer written: what hearth's
+#                    placement of the revision decides.
+# Reports per placement p50/p99/max over all requests, failed requests
+# (errors or wrong answers), each p99 against the same placement alone (the
+# issue's aim: within 1.25x) and against the shared server alone, pooled
+# and as the median over rounds of each round's own p99 ratio (robust to a
+# noise burst in a few phases), the host's steal time in the phases, and an
+# "aim:" line per placement and metric; for each memory hog, the time from the OOM kill to the
 # oom_killed event reaching a subscriber: the kill time is when the
 # kernel's own notification reaches the bench (its own v1 eventfd on
 # memory.oom_control, or v2 inotify on memory.events; the first wakeup that

@@ -5,6 +5,8 @@
 # (deps and source), nor signal hearth (kill(hearth, 0) -> EPERM, hearth
 # being PID 1 of the namespace and its parent). Its cgroup still holds it.
 # A revision without `user` runs as hearth (root) and is reported without.
+# Then a hearth started with --user nobody --group GROUP runs a deploy that
+# names no user as nobody, with the same store protections.
 # shellcheck source=cgroup_lib.sh
 . "$(dirname "$0")/cgroup_lib.sh"
 need_cgroups
@@ -76,4 +78,16 @@ id=$(identity_of root root-1)
 assert_eq "0 0" "$(jget "$id" "'%s %s' % (j['uid'], j['gid'])")" "uid and gid without user"
 assert_eq null "$(rev_get root root-1 "json.dumps(r.get('user'))")" "status user without user"
 ctl_ok stop root
+finish_deploy_hearth
+
+# hearth's --user/--group: the default for deploys that name no user.
+start_cg_hearth --grace 1 --user nobody --group "$GROUP"
+deploy_args identity deps_module=greet
+deploy_ready dflt "${DARGS[@]}" --restart never --min-uptime 0.3
+wait_until 10 "the identity report of dflt-1" has_identity dflt dflt-1
+id=$(identity_of dflt dflt-1)
+assert_eq "$NOBODY_UID $NOGROUP_GID" "$(jget "$id" "'%s %s' % (j['uid'], j['gid'])")" "uid and gid from hearth's --user/--group"
+assert_match "$(jget "$id" "j['write_deps']")" '^(EACCES|EROFS|EPERM)$' "error creating a file in the deps tree (default user)"
+assert_eq "nobody $GROUP" "$(rev_get dflt dflt-1 "'%s %s' % (r.get('user'), r.get('group'))")" "status user and group (default)"
+ctl_ok stop dflt
 finish_deploy_hearth
