@@ -160,7 +160,9 @@ def cmd_spawn(a):
     results = {name: [] for name, _ in targets}
     n = 0
     for rnd in range(a.warmup + a.runs):
-        for name, path in targets if rnd % 2 == 0 else list(reversed(targets)):
+        # Rotate the order each round, so drift hits every target alike.
+        k = rnd % len(targets)
+        for name, path in targets[k:] + targets[:k]:
             n += 1
             stamp = os.path.join(a.stamp_dir, "stamp-%s-%d" % (name, n))
             ctl = Rpc(path)
@@ -209,11 +211,14 @@ def cmd_report_spawn(a):
                      statistics.median(st) if st else float("nan"))
         print("%-10s %-8s %12.2f %12.2f %14.2f %10.2f" % (
             name, runs[0]["driver"], med[name][0], med[name][1], med[name][2], pct(ex, 90)))
-    names = list(results)
-    if len(names) == 2:
-        a0, b0 = med[names[0]], med[names[1]]
-        print("difference %s - %s: exec %+.2f ms, spawn %+.2f ms, starting %+.2f ms" % (
-            names[0], names[1], a0[0] - b0[0], a0[1] - b0[1], a0[2] - b0[2]))
+    if "none" in med:
+        b0 = med["none"]
+        for name in results:
+            if name == "none":
+                continue
+            a0 = med[name]
+            print("difference %s - none: exec %+.2f ms, spawn %+.2f ms, starting %+.2f ms" % (
+                name, a0[0] - b0[0], a0[1] - b0[1], a0[2] - b0[2]))
 
 
 # ---------------------------------------------------------------- client
