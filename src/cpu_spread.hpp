@@ -17,9 +17,9 @@
 // them), and hearth itself, run on the rest. A quota confines in time and a
 // placement in space, but neighbours still share a CPU; only a CPU nobody
 // else runs on keeps a latency-sensitive revision's wakeups from waiting
-// behind a neighbour's scheduler slice (bench/noisy_neighbour.sh: p99 2.2 ms
-// beside a CPU hog and memory hogs on a 2-CPU machine, 0.3 ms with its own
-// CPU, about what it is alone). The revisions of one location share its
+// behind a neighbour's scheduler slice (bench/noisy_neighbour.sh, the
+// server's own part of a request: p99 1.3 ms beside a CPU hog and memory
+// hogs on a 2-CPU machine, 0.05 ms with its own CPU, no more than alone). The revisions of one location share its
 // exclusive CPUs, so a new revision can start while the old one still runs.
 // At least one CPU always stays shared.
 //
