@@ -1108,30 +1108,37 @@ TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup",
 }
 
 namespace {
-// Spawns `sh -c 'cat /proc/self/cgroup'` through spawn() into `cg` and
-// returns what it printed.
-std::string spawn_and_read_cgroup(const Cgroup& cg, bool& clone3_used) {
+// Runs `req` through spawn() with stdout on a pipe; returns what the child
+// printed once it exited (`result`: what spawn() said).
+std::string spawn_and_read(hearth::SpawnRequest req, hearth::SpawnResult& result) {
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
     Fd out_read(fds[0]), out_write(fds[1]);
-    hearth::SpawnRequest req;
-    req.path = "/bin/sh";
-    req.argv = {"sh", "-c", "cat /proc/self/cgroup"};
     req.stdout_fd = out_write.get();
-    req.cgroup = &cg;
-    hearth::SpawnResult r = hearth::spawn(req);
+    result = hearth::spawn(req);
     out_write.reset();
-    INFO(r.message);
-    REQUIRE(r.pid > 0);
-    clone3_used = r.clone3_used;
+    INFO(result.message);
+    REQUIRE(result.pid > 0);
     std::string text;
     char buf[4096];
     ssize_t n;
     while ((n = ::read(out_read.get(), buf, sizeof buf)) > 0)
         text.append(buf, static_cast<size_t>(n));
     int status = 0;
-    REQUIRE(::waitpid(r.pid, &status, 0) == r.pid);
+    REQUIRE(::waitpid(result.pid, &status, 0) == result.pid);
     CHECK(WIFEXITED(status));
+    return text;
+}
+
+// Spawns `sh -c 'cat /proc/self/cgroup'` into `cg`; returns what it printed.
+std::string spawn_and_read_cgroup(const Cgroup& cg, bool& clone3_used) {
+    hearth::SpawnRequest req;
+    req.path = "/bin/sh";
+    req.argv = {"sh", "-c", "cat /proc/self/cgroup"};
+    req.cgroup = &cg;
+    hearth::SpawnResult r;
+    std::string text = spawn_and_read(req, r);
+    clone3_used = r.clone3_used;
     return text;
 }
 } // namespace
@@ -1214,29 +1221,19 @@ TEST_CASE("real: a group without a user drops hearth's supplementary groups", "[
     REQUIRE(n >= 0);
     std::vector<gid_t> saved(static_cast<size_t>(n));
     REQUIRE(::getgroups(n, saved.data()) == n);
-    // Give this process supplementary groups to lose (restored below).
+    // Give this process supplementary groups to lose (restored on return).
     std::vector<gid_t> extra = {4, 27};
     REQUIRE(::setgroups(extra.size(), extra.data()) == 0);
-    int fds[2];
-    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    Fd out_read(fds[0]), out_write(fds[1]);
+    struct Restore {
+        std::vector<gid_t>& groups;
+        ~Restore() { ::setgroups(groups.size(), groups.data()); }
+    } restore{saved};
     hearth::SpawnRequest req;
     req.path = "/bin/sh";
     req.argv = {"sh", "-c", "grep -E '^(Uid|Gid|Groups):' /proc/self/status"};
-    req.stdout_fd = out_write.get();
     req.gid = 65534;
-    hearth::SpawnResult r = hearth::spawn(req);
-    out_write.reset();
-    ::setgroups(saved.size(), saved.data());
-    INFO(r.message);
-    REQUIRE(r.pid > 0);
-    std::string text;
-    char buf[1024];
-    ssize_t got;
-    while ((got = ::read(out_read.get(), buf, sizeof buf)) > 0)
-        text.append(buf, static_cast<size_t>(got));
-    int status = 0;
-    REQUIRE(::waitpid(r.pid, &status, 0) == r.pid);
+    hearth::SpawnResult r;
+    std::string text = spawn_and_read(req, r);
     INFO(text);
     CHECK(text.find("Uid:\t0\t0\t0\t0\n") != std::string::npos);
     CHECK(text.find("Gid:\t65534\t65534\t65534\t65534\n") != std::string::npos);
