@@ -19,9 +19,10 @@
 // else runs on keeps a latency-sensitive revision's wakeups from waiting
 // behind a neighbour's scheduler slice (bench/noisy_neighbour.sh, the
 // server's own part of a request: p99 1.3 ms beside a CPU hog and memory
-// hogs on a 2-CPU machine, 0.05 ms with its own CPU, no more than alone). The revisions of one location share its
-// exclusive CPUs, so a new revision can start while the old one still runs.
-// At least one CPU always stays shared.
+// hogs on a 2-CPU machine, 0.05 ms with its own CPU, no more than alone).
+// The revisions of one location share its exclusive CPUs, so a new revision
+// can start while the old one still runs. At least one CPU always stays
+// shared.
 //
 // Pure bookkeeping, no system calls except usable_cpus(). Loop thread only.
 
