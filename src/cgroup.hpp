@@ -85,6 +85,10 @@ struct Limits {
     // limits.cpu_exclusive: ceil(cpu_quota) CPUs nobody else runs on
     // (cpu_spread.hpp). A placement request for Isolation, not a cgroup file.
     bool cpu_exclusive = false;
+    // limits.cpu_slice_us: the scheduler slice of every thread of the
+    // revision (EEVDF custom slice, sched_attr.sched_runtime, Linux 6.12+;
+    // 100..100000). Set by the spawned child itself, not a cgroup file.
+    std::optional<std::uint32_t> cpu_slice_us;
     // CPUs the revision is confined to, cpulist format ("1", "0-2,5"); empty
     // = every CPU of the parent. Not a user request: hearth's placement
     // (cpu_spread.hpp). Written to cpuset.cpus where the v2 cpuset

@@ -67,6 +67,7 @@ struct Args {
     std::optional<std::int64_t> cpu_weight;         // 1..10000
     bool cpu_idle = false;                          // --cpu-weight idle
     bool cpu_exclusive = false;                     // --cpu-exclusive
+    std::optional<std::int64_t> cpu_slice_us;       // 100..100000
     std::optional<std::int64_t> pids;               // >= 1
     std::string restart;                            // "", never, on-failure, always
     std::optional<std::int64_t> max_restarts;       // >= 0

@@ -797,6 +797,9 @@ void Daemon::prepare_cgroup(const std::string& id) {
                 if (!any_limit)
                     r->degraded.push_back("no cgroup: stop reaches the session tree only");
             }
+            if (l.cpu_slice_us && !kernel_has_custom_slices())
+                r->degraded.push_back("cpu_slice_us: ignored by this kernel (custom slices: Linux "
+                                      "6.12+)");
             r->enforced = r->degraded.empty();
             // No kernel memory limit (no cgroups, or no memory hierarchy):
             // hearth's watchdog holds the revision to it instead.
@@ -866,6 +869,8 @@ void Daemon::spawn_process(const std::string& id) {
     if (isolation_.is_none() && (rev->spec.limits.cpu_quota || rev->spec.limits.cpu_weight))
         req.nice = 10;
     req.sched_idle = rev->sched_idle;
+    if (rev->spec.limits.cpu_slice_us)
+        req.sched_slice_ns = std::uint64_t{*rev->spec.limits.cpu_slice_us} * 1000;
     // Now, not at cgroup creation: exclusive CPUs may have come or gone.
     rev->cpus = isolation_.cpus_of(id);
     rev->cpus_exclusive = isolation_.cpus_exclusive(id);

@@ -108,8 +108,8 @@ ArtifactSpec parse_artifact(const json& params, const char* key) {
 void parse_limits(const json& params, cgroup::Limits& out) {
     const json* limits = rpc::optional_object(params, "limits");
     if (!limits) return;
-    static const char* const known[] = {"memory",     "memory_high",   "cpus",
-                                        "cpu_weight", "cpu_exclusive", "pids"};
+    static const char* const known[] = {"memory",        "memory_high",  "cpus", "cpu_weight",
+                                        "cpu_exclusive", "cpu_slice_us", "pids"};
     for (const auto& item : limits->items()) {
         bool ok = false;
         for (const char* k : known)
@@ -117,7 +117,8 @@ void parse_limits(const json& params, cgroup::Limits& out) {
         if (!ok)
             throw rpc::invalid_params_at(
                 "params.limits." + item.key(),
-                "unknown limit (memory, memory_high, cpus, cpu_weight, cpu_exclusive, pids)");
+                "unknown limit (memory, memory_high, cpus, cpu_weight, cpu_exclusive, "
+                "cpu_slice_us, pids)");
     }
     auto bytes = [&](const char* key, std::optional<std::uint64_t>& field) {
         auto it = limits->find(key);
@@ -158,6 +159,9 @@ void parse_limits(const json& params, cgroup::Limits& out) {
     integer("pids", out.pids_max, 1, 4194304);
     if (auto v = rpc::optional_bool(*limits, "cpu_exclusive", "params.limits"))
         out.cpu_exclusive = *v;
+    // The kernel's own bounds for a custom slice (0.1 ms to 100 ms).
+    if (auto v = rpc::optional_integer(*limits, "cpu_slice_us", 100, 100000, "params.limits"))
+        out.cpu_slice_us = static_cast<std::uint32_t>(*v);
 }
 
 template <typename T>
@@ -310,6 +314,7 @@ json limits_to_json(const cgroup::Limits& l) {
     if (l.cpu_idle) j["cpu_weight"] = "idle";
     if (l.pids_max) j["pids"] = *l.pids_max;
     if (l.cpu_exclusive) j["cpu_exclusive"] = true;
+    if (l.cpu_slice_us) j["cpu_slice_us"] = *l.cpu_slice_us;
     return j;
 }
 

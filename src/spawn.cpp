@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <grp.h>
@@ -14,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -26,6 +29,22 @@ namespace {
 
 constexpr std::string_view default_search_path =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// The kernel's struct sched_attr (SCHED_ATTR_SIZE_VER1): glibc 2.36 has no
+// declaration of it, and <linux/sched/types.h> is not on every system.
+struct SchedAttr {
+    std::uint32_t size;
+    std::uint32_t sched_policy;
+    std::uint64_t sched_flags;
+    std::int32_t sched_nice;
+    std::uint32_t sched_priority;
+    std::uint64_t sched_runtime;
+    std::uint64_t sched_deadline;
+    std::uint64_t sched_period;
+    std::uint32_t sched_util_min;
+    std::uint32_t sched_util_max;
+};
+static_assert(sizeof(SchedAttr) == 56, "sched_attr layout (SCHED_ATTR_SIZE_VER1)");
 
 // What a failed child reports through the pipe before it exits.
 struct ChildFailure {
@@ -134,7 +153,16 @@ bool install_stdio(int fd, int target, int dev_null) {
         child_fail(report_fd, step_stdio);
 
     if (req.affinity) (void)::sched_setaffinity(0, sizeof *req.affinity, &*req.affinity);
-    if (req.sched_idle) {
+    if (req.sched_slice_ns) {
+        // sched_setattr sets policy and slice together, so SCHED_IDLE goes
+        // with it; nice is applied afterwards (the attr's nice of 0 would
+        // otherwise undo it).
+        SchedAttr attr{};
+        attr.size = sizeof attr;
+        attr.sched_policy = req.sched_idle ? SCHED_IDLE : SCHED_OTHER;
+        attr.sched_runtime = req.sched_slice_ns;
+        (void)::syscall(SYS_sched_setattr, 0, &attr, 0);
+    } else if (req.sched_idle) {
         sched_param idle{};
         (void)::sched_setscheduler(0, SCHED_IDLE, &idle);
     }
@@ -377,6 +405,17 @@ SpawnResult spawn(const SpawnRequest& req) {
     }
     result.pid = pid;
     return result;
+}
+
+bool kernel_has_custom_slices() {
+    static const bool has = [] {
+        utsname u{};
+        if (::uname(&u) != 0) return false;
+        int major = 0, minor = 0;
+        if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+        return major > 6 || (major == 6 && minor >= 12);
+    }();
+    return has;
 }
 
 } // namespace hearth

@@ -44,9 +44,13 @@ struct SpawnRequest {
     // cgroup is joined (joining needs hearth's privileges).
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
-    std::vector<gid_t> groups; // supplementary groups, used when uid is set
+    std::vector<gid_t> groups; // supplementary groups, used when uid or gid is set
     int nice = 0;              // added to the child's niceness when > 0
     bool sched_idle = false;   // SCHED_IDLE policy (failure ignored)
+    // The child's scheduler slice in ns (sched_attr.sched_runtime of a fair
+    // policy; Linux 6.12+, older kernels ignore it), inherited by its
+    // threads and children; 0 = the kernel's default. Failure is ignored.
+    std::uint64_t sched_slice_ns = 0;
     // CPUs the child may run on (sched_setaffinity after joining its cgroup;
     // a cpuset there has already done the same and keeps it so). Failure is
     // ignored: the child then runs wherever its cgroup allows.
@@ -67,6 +71,11 @@ struct SpawnResult {
 // run concurrently (it would steal the failed child's status).
 // The child's pid is also its process group id (and session id if requested).
 SpawnResult spawn(const SpawnRequest& request);
+
+// Whether the running kernel honours SpawnRequest::sched_slice_ns (custom
+// slices arrived in Linux 6.12; older kernels accept and ignore them, so the
+// system call cannot tell). From uname(2), read once. Thread-safe.
+bool kernel_has_custom_slices();
 
 struct Identity {
     std::optional<uid_t> uid;

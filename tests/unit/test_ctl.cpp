@@ -116,6 +116,11 @@ TEST_CASE("deploy flags: --cpu-exclusive", "[ctl]") {
     auto b = build(args, nullptr, h);
     REQUIRE(b.ok());
     CHECK((*b.params)["limits"] == json{{"cpus", 1.0}, {"cpu_exclusive", true}});
+    args.insert(args.end(), {"--cpu-slice-us", "100"});
+    auto s = build(args, nullptr, h);
+    REQUIRE(s.ok());
+    CHECK((*s.params)["limits"] ==
+          json{{"cpus", 1.0}, {"cpu_exclusive", true}, {"cpu_slice_us", 100}});
 }
 
 TEST_CASE("deploy flags: restart forms and defaults left to hearth", "[ctl]") {
@@ -305,6 +310,10 @@ TEST_CASE("deploy flags: usage errors are one line naming the flag", "[ctl]") {
          "deploy: --cpu-weight: expected an integer from 1 to 10000 or 'idle', got '10001'"},
         {{"--cpu-weight", "lazy"},
          "deploy: --cpu-weight: expected an integer from 1 to 10000 or 'idle', got 'lazy'"},
+        {{"--cpu-slice-us", "99"},
+         "deploy: --cpu-slice-us: expected microseconds from 100 to 100000, got '99'"},
+        {{"--cpu-slice-us", "0.5"},
+         "deploy: --cpu-slice-us: expected microseconds from 100 to 100000, got '0.5'"},
         {{"--pids", "0"}, "deploy: --pids: expected an integer of at least 1, got '0'"},
         {{"--pids", "1.5"}, "deploy: --pids: expected an integer of at least 1, got '1.5'"},
         {{"--restart", "sometimes"},

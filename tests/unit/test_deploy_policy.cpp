@@ -263,8 +263,8 @@ TEST_CASE("cpu_exclusive: parsed, shown, and only with cpus", "[deploy]") {
           "params.limits.cpu_exclusive: needs limits.cpus (how many CPUs to reserve)");
     CHECK(rejection(with_limits({{"cpus", 1}, {"cpu_exclusive", "yes"}}))
               .rfind("params.limits.cpu_exclusive", 0) == 0);
-    CHECK(rejection(with_limits({{"cpu_exclusiv", true}})).find("cpu_exclusive, pids") !=
-          std::string::npos);
+    CHECK(rejection(with_limits({{"cpu_exclusiv", true}}))
+              .find("cpu_exclusive, cpu_slice_us, pids") != std::string::npos);
 
     // hearth's --default-cpus is a size too; --cpu-placement shared has no
     // CPU sets to reserve from.
@@ -274,4 +274,17 @@ TEST_CASE("cpu_exclusive: parsed, shown, and only with cpus", "[deploy]") {
     policy.cpu_placement = false;
     CHECK(rejection(with_limits({{"cpus", 1}, {"cpu_exclusive", true}}), policy) ==
           "params.limits.cpu_exclusive: hearth runs with --cpu-placement shared");
+}
+
+TEST_CASE("cpu_slice_us: the kernel's bounds, shown back", "[deploy]") {
+    DeploySpec spec = parse_deploy_params(with_limits({{"cpu_slice_us", 100}}));
+    REQUIRE(spec.limits.cpu_slice_us);
+    CHECK(*spec.limits.cpu_slice_us == 100);
+    CHECK(limits_to_json(spec.limits) == json{{"cpu_slice_us", 100}});
+    CHECK(parse_deploy_params(with_limits({{"cpu_slice_us", 100000}})).limits.cpu_slice_us ==
+          100000u);
+    CHECK_FALSE(parse_deploy_params(with_limits({})).limits.cpu_slice_us);
+    for (const json& bad : {json(99), json(100001), json(0), json(-5), json(1.5), json("100")})
+        CHECK(rejection(with_limits({{"cpu_slice_us", bad}}))
+                  .rfind("params.limits.cpu_slice_us", 0) == 0);
 }
