@@ -385,10 +385,12 @@ def steal_ticks():
         return int(f.readline().split()[8])
 
 
-# The latency server's placement: an ordinary revision, or one with a CPU of
-# its own (limits.cpu_exclusive).
+# The latency server's placement: an ordinary revision, one with a short
+# scheduler slice (limits.cpu_slice_us), or one with a CPU of its own
+# (limits.cpu_exclusive).
 SERVER_MODES = {
     "shared": {},
+    "slice": {"limits": {"cpu_slice_us": 100}},
     "exclusive": {"limits": {"cpus": 1, "cpu_exclusive": True}},
 }
 CONDS = ["alone", "cpu", "mem", "both", "both_idle"]
@@ -468,7 +470,9 @@ def cmd_noisy(a):
     for rnd in range(a.rounds):
         # Alternate which server placement goes first, so that drift over a
         # round hits both alike.
-        for mode in modes if rnd % 2 == 0 else list(reversed(modes)):
+        # Rotate which placement goes first, so drift over a round hits all alike.
+        k = rnd % len(modes)
+        for mode in modes[k:] + modes[:k]:
             cg = start_server(mode)
             result["server_cpus"][mode] = cg.get("cpu_set") or "all"
             for cond in CONDS:

@@ -3,7 +3,7 @@
 #
 #   bench/noisy_neighbour.sh [BUILD_DIR]   (default: build-bench, set up if missing)
 #   HEARTH=/path/to/hearth bench/noisy_neighbour.sh   uses that binary, no build
-#   REQUESTS=1000 INTERVAL_US=1000 ROUNDS=8 SERVER_MODES=shared,exclusive \
+#   REQUESTS=1000 INTERVAL_US=1000 ROUNDS=8 SERVER_MODES=shared,slice,exclusive \
 #       bench/noisy_neighbour.sh
 #
 # One hearth (auto driver, --cgroup-parent /hearth-bench-noisy_neighbour-<pid>,
@@ -21,13 +21,15 @@
 #                              client runs, each OOM-killed;
 #   cpu hog + memory hogs      both;
 #   idle cpu hog + memory hogs both, the CPU hog at limits.cpu_weight "idle";
-# and each of them with the server in two placements (SERVER_MODES):
+# and each of them with the server in three placements (SERVER_MODES):
 #   shared                     an ordinary revision (no limits);
+#   slice                      limits {"cpu_slice_us": 100}: an ordinary
+#                              revision with a 0.1 ms scheduler slice;
 #   exclusive                  limits {"cpus": 1, "cpu_exclusive": true}: a CPU
 #                              of its own, everything else on the rest.
-# ROUNDS rounds of all ten (short phases, many rounds: the noise of a shared
-# VM, bursts of a few seconds, then hits each condition alike; the placement
-# that goes first alternates). Two latencies per request:
+# ROUNDS rounds of all of them (short phases, many rounds: the noise of a
+# shared VM, bursts of a few seconds, then hits each condition alike; the
+# placement that goes first rotates). Two latencies per request:
 #   round trip       as the client sees it. The client runs on the same two
 #                    CPUs as the neighbours, outside hearth, so part of this
 #                    tail is the client's own wait for a CPU; the bench
@@ -58,7 +60,7 @@ cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-1000}
 ROUNDS=${ROUNDS:-8}
 INTERVAL_US=${INTERVAL_US:-1000}
-SERVER_MODES=${SERVER_MODES:-shared,exclusive}
+SERVER_MODES=${SERVER_MODES:-shared,slice,exclusive}
 
 make_fixtures
 PORT=$("$SYSPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
