@@ -154,13 +154,16 @@ bool install_stdio(int fd, int target, int dev_null) {
 
     if (req.affinity) (void)::sched_setaffinity(0, sizeof *req.affinity, &*req.affinity);
     if (req.sched_slice_ns) {
-        // sched_setattr sets policy and slice together, so SCHED_IDLE goes
-        // with it; nice is applied afterwards (the attr's nice of 0 would
-        // otherwise undo it).
+        // sched_setattr sets policy, niceness and slice together, so
+        // SCHED_IDLE goes with it; req.nice is added afterwards.
         SchedAttr attr{};
         attr.size = sizeof attr;
         attr.sched_policy = req.sched_idle ? SCHED_IDLE : SCHED_OTHER;
         attr.sched_runtime = req.sched_slice_ns;
+        // Keep the niceness inherited from hearth (the raw system call
+        // returns 20 - nice, never an ambiguous -1).
+        long raw_priority = ::syscall(SYS_getpriority, PRIO_PROCESS, 0);
+        if (raw_priority > 0) attr.sched_nice = static_cast<std::int32_t>(20 - raw_priority);
         (void)::syscall(SYS_sched_setattr, 0, &attr, 0);
     } else if (req.sched_idle) {
         sched_param idle{};

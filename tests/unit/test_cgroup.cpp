@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -1241,4 +1242,22 @@ TEST_CASE("real: a group without a user drops hearth's supplementary groups", "[
     REQUIRE(groups_at != std::string::npos);
     std::string groups = text.substr(groups_at + 7, text.find('\n', groups_at) - groups_at - 7);
     CHECK(groups.find_first_of("0123456789") == std::string::npos);
+}
+
+TEST_CASE("real: a scheduler slice keeps the niceness the child inherits", "[spawn][real]") {
+    REAL_PREREQ(::geteuid() == 0, "needs root to restore this process's niceness");
+    REAL_PREREQ(hearth::kernel_has_custom_slices(), "kernel before 6.12: no custom slices");
+    REQUIRE(::setpriority(PRIO_PROCESS, 0, 3) == 0);
+    struct Restore {
+        ~Restore() { ::setpriority(PRIO_PROCESS, 0, 0); }
+    } restore;
+    hearth::SpawnRequest req;
+    req.path = "/bin/sh";
+    // Field 19 of stat is the niceness; se.slice is in ns.
+    req.argv = {"sh", "-c",
+                "cut -d' ' -f19 /proc/self/stat; sed -n 's/^se.slice *: *//p' /proc/self/sched"};
+    req.sched_slice_ns = 100000;
+    hearth::SpawnResult r;
+    std::string text = spawn_and_read(req, r);
+    CHECK(text == "3\n100000\n");
 }
