@@ -6,7 +6,7 @@ Subcommands:
   spawn --target NAME=SOCKET ... --deps P --source P --runs N [--warmup W]
         [--limits JSON] --stamp-dir DIR --out FILE
       Deploys the workload `hold` (tests/fixtures/workloads.py) to each target
-      in turn, N rounds alternating (so drift hits every target alike), and
+      in turn, N rounds in an order that rotates (so drift hits every target alike), and
       times on CLOCK_REALTIME, from just before the deploy request is sent:
         exec   -> the time user code began (the workload stamps it first
                   thing into a file: interpreter start-up included)
@@ -109,6 +109,13 @@ def pct(values, p):
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def rotated(items, rnd):
+    """`items` starting at a different one each round, so that drift over a
+    round hits every item alike."""
+    k = rnd % len(items)
+    return items[k:] + items[:k]
+
+
 def revision(status, rid):
     for loc in status["locations"]:
         for r in loc["revisions"]:
@@ -160,9 +167,7 @@ def cmd_spawn(a):
     results = {name: [] for name, _ in targets}
     n = 0
     for rnd in range(a.warmup + a.runs):
-        # Rotate the order each round, so drift hits every target alike.
-        k = rnd % len(targets)
-        for name, path in targets[k:] + targets[:k]:
+        for name, path in rotated(targets, rnd):
             n += 1
             stamp = os.path.join(a.stamp_dir, "stamp-%s-%d" % (name, n))
             ctl = Rpc(path)
@@ -198,7 +203,7 @@ def cmd_spawn(a):
 def cmd_report_spawn(a):
     with open(a.file) as f:
         results = json.load(f)
-    print("deploy -> exec latency, medians over %d runs per driver (alternating)" %
+    print("deploy -> exec latency, medians over %d runs per driver (order rotating)" %
           min(len(v) for v in results.values()))
     print("%-10s %-8s %12s %12s %14s %10s" % ("target", "driver", "exec ms", "spawn ms",
                                                "starting ms", "p90 exec"))
@@ -224,13 +229,6 @@ def cmd_report_spawn(a):
 # ---------------------------------------------------------------- client
 
 
-def own_run_delay_ns():
-    """Time this thread spent runnable but waiting for a CPU so far
-    (schedstat's second field, ns)."""
-    with open("/proc/thread-self/schedstat") as f:
-        return int(f.read().split()[1])
-
-
 def cmd_client(a):
     s = socket.create_connection(("127.0.0.1", a.port), timeout=2.0)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -238,6 +236,8 @@ def cmd_client(a):
     lat = []
     waits = []
     served = []
+    # Time this thread has spent runnable but waiting for a CPU so far
+    # (schedstat's second field, ns), read around each round trip.
     sched_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
 
     def my_wait():
@@ -279,8 +279,9 @@ def cmd_client(a):
                 served.append(served_ns / 1000.0)
         else:
             failed += 1
-    out = json.dumps({"lat_us": lat, "failed": failed, "run_delay_ns": own_run_delay_ns(),
+    out = json.dumps({"lat_us": lat, "failed": failed, "run_delay_ns": my_wait(),
                       "wait_us": waits, "served_us": served})
+    os.close(sched_fd)
     if a.out:
         with open(a.out, "w") as fo:
             fo.write(out)
@@ -468,11 +469,7 @@ def cmd_noisy(a):
 
     n_hog = 0
     for rnd in range(a.rounds):
-        # Alternate which server placement goes first, so that drift over a
-        # round hits both alike.
-        # Rotate which placement goes first, so drift over a round hits all alike.
-        k = rnd % len(modes)
-        for mode in modes[k:] + modes[:k]:
+        for mode in rotated(modes, rnd):
             cg = start_server(mode)
             result["server_cpus"][mode] = cg.get("cpu_set") or "all"
             for cond in CONDS:
@@ -536,12 +533,14 @@ def cmd_report_noisy(a):
           "slow: of the round trips above the p99, the share the client itself waited for a CPU "
           "inside them")
 
-    def round_p99(mode, cond):
-        return {p["round"]: p["p99"] for p in phases if p["mode"] == mode and p["cond"] == cond}
+    def round_p99(mode, cond, key):
+        return {p["round"]: p.get(key) for p in phases if p["mode"] == mode and p["cond"] == cond}
 
-    def by_round(mode, cond, ref_mode):
-        mine, ref = round_p99(mode, cond), round_p99(ref_mode, "alone")
-        ratios = [v / ref[k] for k, v in mine.items() if ref.get(k)]
+    def by_round(mode, cond, ref_mode, key="p99"):
+        """The median over rounds of each round's p99 (`key`) against the
+        same round's `ref_mode` alone."""
+        mine, ref = round_p99(mode, cond, key), round_p99(ref_mode, "alone", key)
+        ratios = [v / ref[k] for k, v in mine.items() if v and ref.get(k)]
         return statistics.median(ratios) if ratios else float("nan")
 
     base = pct(lat["%s/alone" % base_mode], 99)
@@ -583,21 +582,16 @@ def cmd_report_noisy(a):
         served = r.get("served", {})
         if all(served.get("%s/%s" % (mode, c)) for c in r["conds"]):
             own_s = pct(served["%s/alone" % mode], 99)
-            alone_rounds = {p["round"]: p.get("served_p99") for p in phases
-                            if p["mode"] == mode and p["cond"] == "alone"}
             print("  the server's own part (kernel receive timestamp of the request -> answer written):")
             print("  %-26s %8s %8s %9s %8s %8s" % ("", "p50 us", "p99 us", "max us", "pooled", "by round"))
             worst_s = 0.0
             for c in r["conds"]:
                 v = served["%s/%s" % (mode, c)]
-                ratios = [p["served_p99"] / alone_rounds[p["round"]] for p in phases
-                          if p["mode"] == mode and p["cond"] == c and p.get("served_p99")
-                          and alone_rounds.get(p["round"])]
                 if c != "alone":
                     worst_s = max(worst_s, pct(v, 99) / own_s)
                 print("  %-26s %8.1f %8.1f %9.1f %8.2f %8.2f" % (
                     labels[c], pct(v, 50), pct(v, 99), max(v), pct(v, 99) / own_s,
-                    statistics.median(ratios) if ratios else float("nan")))
+                    by_round(mode, c, mode, "served_p99")))
             verdicts.append("server %s, its own part: worst p99 with neighbours %.2fx its own alone "
                             "(aim <= 1.25: %s)" % (mode, worst_s,
                                                    "met" if worst_s <= 1.25 else "missed"))

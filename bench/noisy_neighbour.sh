@@ -43,9 +43,9 @@
 # issue's aim: within 1.25x) and against the shared server alone, pooled
 # and as the median over rounds of each round's own p99 ratio (robust to a
 # noise burst in a few phases), the host's steal time in the phases, and an
-# "aim:" line per placement and metric; for each memory hog, the time from the OOM kill to the
-# oom_killed event reaching a subscriber: the kill time is when the
-# kernel's own notification reaches the bench (its own v1 eventfd on
+# "aim:" line per placement and metric; for each memory hog, the time from
+# the OOM kill to the oom_killed event reaching a subscriber: the kill time
+# is when the kernel's own notification reaches the bench (its own v1 eventfd on
 # memory.oom_control, or v2 inotify on memory.events; the first wakeup that
 # reads oom_kill above 0), and, as a cross-check, the hog's last heartbeat
 # (written after each 4 MiB it touched). The bench blocks on those instead

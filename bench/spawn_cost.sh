@@ -10,7 +10,7 @@
 # --cgroup-parent /hearth-bench-spawn_cost-<pid>/auto, one with
 # --cgroup-driver none, and on a hybrid machine a third in a mount namespace
 # without the cgroup2 mount, so that it runs the pure v1 driver. Each round
-# deploys the workload `hold` to each, in alternating order,
+# deploys the workload `hold` to each, in an order that rotates per round,
 # with the same limits (memory 256Mi, cpus 1, pids 256; the none driver keeps
 # only the memory limit, by its watchdog), the deps already in the store, and
 # times from just before the deploy request:
@@ -54,7 +54,7 @@ EOS
     TARGETS+=(--target "$V1_DRIVER=$SOCK")
 fi
 
-log "$RUNS rounds (+3 warm-up), alternating"
+log "$RUNS rounds (+3 warm-up), order rotating"
 "$SYSPY" "$HELPER" spawn "${TARGETS[@]}" \
     --deps "$DEPS" --source "$SOURCE" --runs "$RUNS" --warmup 3 \
     --limits '{"memory":"256Mi","cpus":1,"pids":256}' --stamp-dir "$TMP" --out "$TMP/spawn.json"
