@@ -15,7 +15,7 @@
 # once into a fresh directory on that filesystem, in an order rotated from
 # round to round (so drift and write-back from the previous run hit all
 # alike):
-#   hearth    hearth's extractor (src/extract.cpp) as a store tree gets it:
+#   hearth    hearth's extractor (src/store/extract.cpp) as a store tree gets it:
 #             read-only files, archive mtimes, one reader per CPU (as the
 #             daemon runs it), through bench/extract_bench.cpp
 #   hearth-1  the same with one reader

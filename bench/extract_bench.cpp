@@ -15,9 +15,9 @@
 // usage error. The time is CLOCK_MONOTONIC around the call only; the script
 // also times the whole process, as it does for bsdtar and unzip.
 
-#include "extract.hpp"
-#include "sha256.hpp"
-#include "store.hpp"
+#include "store/extract.hpp"
+#include "store/sha256.hpp"
+#include "store/store.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -1,12 +1,12 @@
 // hearth: argument parsing and wiring only; the work lives in the library.
 
-#include "daemon.hpp"
-#include "init.hpp"
-#include "log.hpp"
-#include "options.hpp"
-#include "sdnotify.hpp"
-#include "spawn.hpp"
-#include "uv_util.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/options.hpp"
+#include "init/init.hpp"
+#include "init/sdnotify.hpp"
+#include "init/spawn.hpp"
+#include "util/log.hpp"
+#include "util/uv_util.hpp"
 #include "version.hpp"
 
 #include <cstdio>

@@ -1,5 +1,5 @@
-#include "cgroup.hpp"
-#include "spawn.hpp"
+#include "init/spawn.hpp"
+#include "isolation/cgroup.hpp"
 
 #include <algorithm>
 #include <catch2/catch.hpp>

@@ -1,9 +1,9 @@
 // hearthctl: argument parsing, output formatting, and the JSON-RPC Client
 // against a small fake daemon run in a thread.
 
-#include "client.hpp"
-#include "ctl.hpp"
-#include "fd.hpp"
+#include "ctl/client.hpp"
+#include "ctl/ctl.hpp"
+#include "util/fd.hpp"
 
 #include <atomic>
 #include <catch2/catch.hpp>

@@ -3,9 +3,9 @@
 // pumped between loop iterations, so nothing waits on wall-clock sleeps
 // (only deadlines that turn a hang into a failure).
 
-#include "control.hpp"
-#include "fd.hpp"
-#include "rpc.hpp"
+#include "control/control.hpp"
+#include "control/rpc.hpp"
+#include "util/fd.hpp"
 
 #include <catch2/catch.hpp>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "cpu_spread.hpp"
+#include "isolation/cpu_spread.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -2,7 +2,7 @@
 // and --params merging, the cache and status tables, progress lines, and the
 // `deploy --wait` outcome. No daemon: whole commands are in test_client.cpp.
 
-#include "ctl.hpp"
+#include "ctl/ctl.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstdio>

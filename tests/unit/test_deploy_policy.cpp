@@ -2,9 +2,9 @@
 // user/group, http sources), the ceiling of hearth's options, and the
 // restart policy's decisions.
 
-#include "deploy.hpp"
-#include "options.hpp"
-#include "rpc.hpp"
+#include "control/rpc.hpp"
+#include "daemon/deploy.hpp"
+#include "daemon/options.hpp"
 
 #include <catch2/catch.hpp>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "exit_status.hpp"
+#include "init/exit_status.hpp"
 
 #include <catch2/catch.hpp>
 #include <cerrno>

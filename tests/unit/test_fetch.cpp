@@ -1,6 +1,6 @@
-#include "fetch.hpp"
-#include "sha256.hpp"
-#include "store.hpp"
+#include "store/fetch.hpp"
+#include "store/sha256.hpp"
+#include "store/store.hpp"
 
 #include <catch2/catch.hpp>
 #include <chrono>

@@ -1,6 +1,6 @@
-#include "deploy.hpp"
-#include "launch.hpp"
-#include "rpc.hpp"
+#include "control/rpc.hpp"
+#include "daemon/deploy.hpp"
+#include "launch/launch.hpp"
 
 #include <algorithm>
 #include <catch2/catch.hpp>

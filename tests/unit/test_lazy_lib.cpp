@@ -1,4 +1,4 @@
-// libarchive and libcurl loaded on first use (src/lazy_lib.hpp).
+// libarchive and libcurl loaded on first use (src/util/lazy_lib.hpp).
 //
 // Whether a library is mapped can only be checked in a process that has not
 // called into it yet, and this test binary has (other tests extract and
@@ -6,10 +6,10 @@
 // only one hidden test case, tagged [lazy_child_*], and reports through its
 // exit status and a marker line.
 
-#include "extract.hpp"
-#include "fetch.hpp"
+#include "store/extract.hpp"
+#include "store/fetch.hpp"
 #ifdef HEARTH_LAZY_LIBS
-#include "lazy_lib.hpp"
+#include "util/lazy_lib.hpp"
 #endif
 
 #include <archive.h>

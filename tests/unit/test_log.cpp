@@ -1,4 +1,4 @@
-#include "log.hpp"
+#include "util/log.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>

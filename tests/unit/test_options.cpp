@@ -1,4 +1,4 @@
-#include "options.hpp"
+#include "daemon/options.hpp"
 
 #include <catch2/catch.hpp>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "output.hpp"
+#include "launch/output.hpp"
 
 #include <catch2/catch.hpp>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "pex_info.hpp"
+#include "launch/pex_info.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "python.hpp"
+#include "launch/python.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstdlib>

@@ -1,5 +1,5 @@
-#include "extract.hpp"
-#include "sha256.hpp"
+#include "store/extract.hpp"
+#include "store/sha256.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstdio>

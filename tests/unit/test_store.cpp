@@ -1,6 +1,6 @@
-#include "extract.hpp"
-#include "sha256.hpp"
-#include "store.hpp"
+#include "store/extract.hpp"
+#include "store/sha256.hpp"
+#include "store/store.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -41,11 +41,11 @@ void write_file(const std::string& path, const std::string& data) {
     REQUIRE(f.good());
 }
 
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+// The file's content; the test fails when it cannot be read.
+std::string file_text(const std::string& path) {
+    auto text = hearth::read_file(path);
+    REQUIRE(text.ok());
+    return std::move(text).value();
 }
 
 struct File {
@@ -75,7 +75,7 @@ std::string make_zip(const std::string& scratch, const std::vector<File>& files,
     }
     REQUIRE(archive_write_close(a) == ARCHIVE_OK);
     archive_write_free(a);
-    std::string z = read_file(scratch);
+    std::string z = file_text(scratch);
     ::unlink(scratch.c_str());
     return prefix + z;
 }
@@ -174,7 +174,7 @@ TEST_CASE("import_file verifies, publishes read-only, and hits the cache", "[sto
     CHECK(r.path == t.path + "/state/blobs/sha256/" + hex);
     CHECK(s.has_blob(hex));
     CHECK(s.blob_path(hex) == r.path);
-    CHECK(read_file(r.path) == content);
+    CHECK(file_text(r.path) == content);
     CHECK((mode_of(r.path) & 07777) == 0444);
     CHECK(names_in(t.path + "/state/tmp").empty());
 
@@ -185,7 +185,7 @@ TEST_CASE("import_file verifies, publishes read-only, and hits the cache", "[sto
     REQUIRE(::stat(r.path.c_str(), &b) == 0);
     CHECK(a.st_ino != b.st_ino);
     write_file(src, "tampered");
-    CHECK(read_file(r.path) == content);
+    CHECK(file_text(r.path) == content);
 
     // Already present: ok at once, without reading the source at all.
     REQUIRE(::unlink(src.c_str()) == 0);
@@ -290,7 +290,7 @@ TEST_CASE("BlobWriter streams, verifies and aborts", "[store]") {
         StoreResult r = w.commit(hex, "https://example.invalid/app.pex");
         INFO(r.error);
         REQUIRE(r.ok());
-        CHECK(read_file(s.blob_path(hex)) == "abcdef");
+        CHECK(file_text(s.blob_path(hex)) == "abcdef");
     }
     {
         BlobWriter w = s.begin_blob();
@@ -327,9 +327,9 @@ TEST_CASE("ensure_tree extracts a pex and unpacks its raw wheels", "[store]") {
     CHECK(r.path == tree);
     CHECK(r.entries == 5 + 3);
     CHECK(s.has_tree(hex));
-    CHECK(read_file(tree + "/app/main.py") == "def main(): return 0\n");
+    CHECK(file_text(tree + "/app/main.py") == "def main(): return 0\n");
     const std::string whl = tree + "/.hearth/wheels/requests-2.0-py3-none-any.whl";
-    CHECK(read_file(whl + "/requests/__init__.py") == "VERSION = '2.0'\n");
+    CHECK(file_text(whl + "/requests/__init__.py") == "VERSION = '2.0'\n");
     CHECK((mode_of(whl + "/requests/cli.py") & 07777) == 0555);
     CHECK(fs::is_regular_file(tree + "/.deps/requests-2.0-py3-none-any.whl")); // kept as is
     CHECK_FALSE(fs::exists(tree + "/.hearth/wheels/README.txt"));
@@ -484,7 +484,7 @@ TEST_CASE("open removes misnamed and mistyped entries under blobs/ and trees/", 
     CHECK(r.entries == 1 + 7);
     CHECK(names_in(blobs) == std::vector<std::string>{good});
     CHECK(names_in(trees) == std::vector<std::string>{good});
-    CHECK(read_file(s.tree_path(good) + "/pkg/m.py") == "x");
+    CHECK(file_text(s.tree_path(good) + "/pkg/m.py") == "x");
     CHECK(fs::exists("/etc/passwd")); // links removed, never followed
     CHECK(names_in(state + "/tmp").empty());
 }

@@ -1,7 +1,7 @@
-#include "extract.hpp"
-#include "sha256.hpp"
-#include "store.hpp"
-#include "store_gc.hpp"
+#include "store/extract.hpp"
+#include "store/sha256.hpp"
+#include "store/store.hpp"
+#include "store/store_gc.hpp"
 
 #include <algorithm>
 #include <archive.h>
