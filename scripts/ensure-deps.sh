@@ -5,7 +5,17 @@ set -eu
 
 packages="build-essential meson ninja-build pkg-config scdoc \
 libuv1-dev libarchive-dev nlohmann-json3-dev libspdlog-dev libcurl4-openssl-dev libssl-dev catch2 \
-python3 util-linux procps libarchive-tools unzip clang-format"
+python3 util-linux procps libarchive-tools unzip clang-format \
+patchelf debootstrap python3-yaml systemd"
+# Why the last four (build and test dependencies of issue 14's operations work):
+# - patchelf: `ninja bundle` gives each copied library the run path $ORIGIN,
+#   which linking cannot do for Debian's prebuilt libraries (meson.build).
+# - debootstrap: tests/integration/container_chroot.sh builds the minimal
+#   Debian root filesystem the bundle runs in as PID 1 (cached outside the repo).
+# - python3-yaml: tests/k8s_manifest.py parses container/kubernetes/.
+# - systemd: only for `systemd-analyze verify` in tests/integration/systemd_unit.sh
+#   and pkg-config systemd's unit directory; already there on most Debian
+#   systems, and nothing here starts it.
 [ "${HEARTH_WITH_BENCH_DEPS:-0}" = 1 ] && packages="$packages tini supervisor hyperfine curl"
 
 missing=""

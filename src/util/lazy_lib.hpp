@@ -14,14 +14,29 @@
 // fails at link time (undefined reference): add it to the X-macro list in
 // lazy_archive.cpp or lazy_curl.cpp. Built with -Dlazy-libs=false, none of
 // this is compiled and the real libraries are linked directly.
+//
+// Where a library is looked for: first `<dir of /proc/self/exe>/../lib/<soname>`,
+// which is where the relocatable bundle (`ninja bundle`, scripts/make-bundle)
+// puts it, so that a bundled hearth copied into any base image uses the
+// libarchive/libcurl it was built with rather than whatever the image has (or
+// lacks); then the plain soname through the loader's usual search (installed
+// or build-tree hearth).
 
 #include <atomic>
 #include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace hearth::lazy {
+
+// The path tried before the plain soname for a program whose executable is
+// `exe` (an absolute path, as /proc/self/exe reads): `<dir of exe>/../lib/<soname>`,
+// e.g. "/opt/hearth/bin/hearth" -> "/opt/hearth/bin/../lib/libcurl.so.4".
+// "" when `exe` is not absolute (nothing sensible to resolve against). Pure;
+// allocates (may throw std::bad_alloc).
+std::string bundled_path(std::string_view exe, std::string_view soname);
 
 class Library {
 public:
@@ -41,9 +56,13 @@ public:
     // The address of names[index] in the library, or nullptr when the
     // library or any of its symbols could not be loaded. The first call
     // dlopens the library (RTLD_NOW | RTLD_LOCAL) and resolves every name at
-    // once, so a library is either fully usable or not at all; on failure it
-    // logs one error line naming the library and dlerror()'s text, and every
-    // later call returns nullptr without retrying. Thread-safe (the first call
+    // once, so a library is either fully usable or not at all. It tries
+    // bundled_path(/proc/self/exe, soname) first when that file exists and
+    // the plain soname after it (also when the bundled file exists but fails
+    // to load: then one warning line names the bundled file and why). On
+    // failure it logs one error line naming the library and dlerror()'s text
+    // (both attempts' when both were made), and every later call returns
+    // nullptr without retrying. Thread-safe (the first call
     // blocks concurrent ones until the load is done); the first call blocks
     // for as long as the loader takes (milliseconds for libcurl), later calls
     // do not. Not async-signal-safe.
@@ -58,9 +77,16 @@ public:
 
     const char* soname() const noexcept { return soname_; }
 
+    // The file or soname the library was loaded from ("" until loaded
+    // successfully): the bundled path or the plain soname. Stable once set.
+    const std::string& loaded_from() const noexcept { return loaded_from_; }
+
 private:
     bool load() noexcept;
     void open() noexcept;
+    // dlopens `file` and resolves every name into slots_; on failure sets
+    // `why`, leaves slots_ empty and closes what it opened.
+    bool open_file(const char* file, std::string& why) noexcept;
 
     const char* soname_;
     const char* needed_for_;
@@ -69,6 +95,7 @@ private:
     std::unique_ptr<void*[]> slots_; // count_ entries, filled by open()
     bool ok_ = false;
     std::string error_;
+    std::string loaded_from_;
     // Not std::call_once: its libstdc++ implementation passes the callable
     // through thread_local variables of libstdc++.so, which from this static
     // (PIC) library costs a __tls_get_addr reference and with it a DT_NEEDED

@@ -9,6 +9,7 @@
 #include "store/extract.hpp"
 #include "store/fetch.hpp"
 #ifdef HEARTH_LAZY_LIBS
+#include "util/fs.hpp"
 #include "util/lazy_lib.hpp"
 #endif
 
@@ -24,6 +25,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -120,10 +122,11 @@ struct ChildResult {
     std::string output; // stdout and stderr
 };
 
-// Runs this binary afresh with only the test cases matching `spec`, with
-// HEARTH_LAZY_LIB_CHILD=1 and, when `ld_library_path` is given, that
-// LD_LIBRARY_PATH.
-ChildResult run_child(const std::string& spec, const std::string& ld_library_path = "") {
+// Runs this binary (or `exe`, a copy of it) afresh with only the test cases
+// matching `spec`, with HEARTH_LAZY_LIB_CHILD=1 and, when `ld_library_path`
+// is given, that LD_LIBRARY_PATH.
+ChildResult run_child(const std::string& spec, const std::string& ld_library_path = "",
+                      const std::string& exe = "/proc/self/exe") {
     // Everything the child needs is built before fork: in between fork and
     // exec only async-signal-safe calls.
     std::vector<std::string> env_strings;
@@ -148,7 +151,7 @@ ChildResult run_child(const std::string& spec, const std::string& ld_library_pat
     if (pid == 0) {
         ::dup2(fds[1], 1);
         ::dup2(fds[1], 2);
-        ::execve("/proc/self/exe", argv, envp.data());
+        ::execve(exe.c_str(), argv, envp.data());
         ::_exit(127);
     }
     ::close(fds[1]);
@@ -205,6 +208,89 @@ TEST_CASE("Library fails as a whole on a missing library or symbol", "[lazy_lib]
     CHECK_FALSE(missing_lib.available());
     CHECK(missing_lib.symbol(0) == nullptr);
     CHECK(missing_lib.error().find("libhearth-not-there.so.7") != std::string::npos);
+}
+
+TEST_CASE("bundled_path is <dir of the executable>/../lib/<soname>", "[lazy_lib]") {
+    using hearth::lazy::bundled_path;
+    CHECK(bundled_path("/opt/hearth/bin/hearth", "libcurl.so.4") ==
+          "/opt/hearth/bin/../lib/libcurl.so.4");
+    CHECK(bundled_path("/hearth", "libarchive.so.13") == "/../lib/libarchive.so.13");
+    // readlink of a replaced executable: the directory is still right
+    CHECK(bundled_path("/b/bin/hearth (deleted)", "x.so") == "/b/bin/../lib/x.so");
+    CHECK(bundled_path("", "x.so").empty());
+    CHECK(bundled_path("bin/hearth", "x.so").empty());
+}
+
+namespace {
+
+// A bundle-shaped directory next to this binary: bin/unit-tests (a hard link
+// to this binary, or a copy) and lib/. Removed by the destructor.
+struct FakeBundle {
+    std::string root, exe;
+    FakeBundle() {
+        char self[4096];
+        ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+        REQUIRE(n > 0);
+        self[n] = '\0';
+        std::string dir(self, std::string(self).rfind('/'));
+        std::string tmpl = dir + "/lazy-bundle-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        root = tmpl;
+        REQUIRE(::mkdir((root + "/bin").c_str(), 0755) == 0);
+        REQUIRE(::mkdir((root + "/lib").c_str(), 0755) == 0);
+        exe = root + "/bin/unit-tests";
+        if (::link(self, exe.c_str()) != 0) copy(self, exe, 0755);
+    }
+    ~FakeBundle() { (void)hearth::remove_all(root); }
+    static void copy(const std::string& from, const std::string& to, mode_t mode) {
+        std::ifstream in(from, std::ios::binary);
+        REQUIRE(in);
+        {
+            std::ofstream out(to, std::ios::binary);
+            out << in.rdbuf();
+            REQUIRE(out.good());
+        }
+        REQUIRE(::chmod(to.c_str(), mode) == 0);
+    }
+};
+
+} // namespace
+
+TEST_CASE("Library loads <exe dir>/../lib/<soname> before the soname", "[lazy_lib]") {
+    FakeBundle b;
+    // Found nowhere but in the bundle's lib dir.
+    FakeBundle::copy(HEARTH_LAZY_TEST_LIB, b.root + "/lib/libhearth-lazy-test.so.1", 0644);
+    // A broken bundled copy of a library the system has: loading falls back
+    // to the soname.
+    std::ofstream(b.root + "/lib/libc.so.6");
+    ChildResult r = run_child("[lazy_child_bundle]", "", b.exe);
+    INFO(r.output);
+    CHECK(WIFEXITED(r.status));
+    CHECK(WEXITSTATUS(r.status) == 0);
+    CHECK(r.output.find(child_ok) != std::string::npos);
+    CHECK(r.output.find("loaded from " + b.root + "/bin/../lib/libhearth-lazy-test.so.1") !=
+          std::string::npos);
+    // One warning naming the broken file; the fallback served.
+    CHECK(count(r.output, "cannot load the bundled " + b.root + "/bin/../lib/libc.so.6") == 1);
+    CHECK(r.output.find("file too short") != std::string::npos);
+}
+
+TEST_CASE("lazy_child_bundle", "[.][lazy_child_bundle]") {
+    if (!in_child()) return;
+    static const char* const answer[] = {"hearth_lazy_test_answer"};
+    hearth::lazy::Library bundled("libhearth-lazy-test.so.1", "testing", answer, 1);
+    REQUIRE(bundled.available());
+    std::printf("loaded from %s\n", bundled.loaded_from().c_str());
+    CHECK(reinterpret_cast<int (*)()>(bundled.symbol(0))() == 42);
+    CHECK(mapped("/lib/libhearth-lazy-test.so.1"));
+
+    static const char* const good[] = {"getpid"};
+    hearth::lazy::Library fallback("libc.so.6", "testing", good, 1);
+    REQUIRE(fallback.available());
+    CHECK(fallback.loaded_from() == "libc.so.6");
+    CHECK(fallback.error().empty());
+    CHECK(reinterpret_cast<decltype(&::getpid)>(fallback.symbol(0))() == ::getpid());
+    std::printf("%s\n", child_ok);
 }
 
 TEST_CASE("libarchive and libcurl are mapped only once used", "[lazy_lib]") {
