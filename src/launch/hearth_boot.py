@@ -314,6 +314,170 @@ def _run_script(name, dists, argv0, args):
         _die("could not execute script %s: %s" % (path, e), 126)
 
 
+# Structured load errors (issue 13; health/load_error.hpp has the document).
+# When the entry raises (not SystemExit, not KeyboardInterrupt), hearth learns
+# the exception class, message, frames and cause chain before the process
+# exits: as HEARTH_LOAD_ERROR=<json> on $NOTIFY_SOCKET and in
+# $HEARTH_RUNTIME_DIR/load_error.json. The exception is then re-raised, so
+# Python prints the usual traceback and exits 1 exactly as without this.
+# Bounds match what hearth accepts: at most _LOAD_ERROR_LIMIT bytes of JSON
+# (the datagram stays under 64 KiB with its key), 8 exceptions in a chain,
+# strings capped; frames are trimmed from the middle, then causes dropped.
+
+_LOAD_ERROR_LIMIT = 60000
+# (frames kept per exception, exceptions in the chain, characters per string)
+_LOAD_ERROR_STEPS = ((100, 8, 4000), (40, 4, 2000), (10, 2, 1000), (4, 1, 400), (0, 1, 200))
+
+
+def _clip(text, limit):
+    # Lone surrogates (undecodable file names) would make the JSON invalid
+    # for strict parsers; they become visible \udcXX escapes instead.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        text = text[: max(0, limit - 3)] + "..."
+    return text
+
+
+def _type_name(exc):
+    cls = type(exc)
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", None) or cls.__name__
+    if not isinstance(module, str) or module in ("builtins", "__main__"):
+        return name
+    return module + "." + name
+
+
+def _message(exc):
+    try:
+        return str(exc)
+    except BaseException:
+        return "<exception str() failed>"
+
+
+def _frames(exc, boot_files, limit):
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.append((code.co_filename, tb.tb_lineno, code.co_name))
+        tb = tb.tb_next
+    # hearth's own bootstrap (and runpy under it) is not the user's code.
+    while frames and frames[0][0] in boot_files:
+        frames.pop(0)
+    frames = [f for f in frames if not f[0].startswith("<frozen importlib")]
+    if isinstance(exc, SyntaxError) and isinstance(exc.filename, str):
+        frames.append((exc.filename, exc.lineno or 0, ""))
+    out = [{"file": _clip(str(f), limit), "line": int(n or 0), "function": _clip(str(fn), limit)}
+           for f, n, fn in frames]
+    return out
+
+
+def _describe(exc, boot_files, frames_kept, depth, limit):
+    root = parent = None
+    seen = set()
+    via = None
+    while exc is not None and depth > 0 and id(exc) not in seen:
+        seen.add(id(exc))
+        depth -= 1
+        frames = _frames(exc, boot_files, limit)
+        doc = {"type": _clip(_type_name(exc), limit), "message": _clip(_message(exc), limit)}
+        if len(frames) > frames_kept:
+            head = (frames_kept + 1) // 2
+            tail = frames_kept - head
+            doc["frames"] = frames[:head] + (frames[len(frames) - tail:] if tail else [])
+            doc["frames_omitted"] = len(frames) - frames_kept
+            doc["omitted_at"] = head
+        else:
+            doc["frames"] = frames
+        if via:
+            doc["via"] = via
+        if parent is None:
+            root = doc
+        else:
+            parent["cause"] = doc
+        parent = doc
+        if exc.__cause__ is not None:
+            exc, via = exc.__cause__, "cause"
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            exc, via = exc.__context__, "context"
+        else:
+            exc = None
+    return root
+
+
+def _load_error_json(exc):
+    import json
+
+    # runpy is "<frozen runpy>" in tracebacks of Python 3.11+.
+    boot_files = set([__file__, os.path.abspath(__file__), "<frozen runpy>"])
+    runpy = sys.modules.get("runpy")
+    if runpy is not None and getattr(runpy, "__file__", None):
+        boot_files.add(runpy.__file__)
+    for frames_kept, depth, limit in _LOAD_ERROR_STEPS:
+        text = json.dumps(_describe(exc, boot_files, frames_kept, depth, limit),
+                          separators=(",", ":"))
+        if len(text) <= _LOAD_ERROR_LIMIT:
+            return text
+    return json.dumps({"type": _clip(_type_name(exc), 200), "message": "", "frames": []})
+
+
+def _send_notify(payload):
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(1.0)  # a stuck receiver must not keep the process alive
+        sock.sendto(payload, address)
+    finally:
+        sock.close()
+
+
+def _write_runtime_file(text):
+    directory = os.environ.get("HEARTH_RUNTIME_DIR", "")
+    if not directory:
+        return
+    path = os.path.join(directory, "load_error.json")
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    data = (text + "\n").encode("ascii")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _report_load_error(exc):
+    # Never raises: the real exception must reach the interpreter unchanged.
+    try:
+        text = _load_error_json(exc)
+    except BaseException:
+        return
+    for report in (
+        lambda: _send_notify(("HEARTH_LOAD_ERROR=" + text + "\n").encode("ascii")),
+        lambda: _write_runtime_file(text),
+    ):
+        try:
+            report()
+        except BaseException:
+            pass
+
+
 def main():
     mode, target, argv0, args = _parse_argv(sys.argv[1:])
     raw = os.environ.pop("HEARTH_SYS_PATH", "")
@@ -323,9 +487,13 @@ def main():
     main_root, dists = _setup_sys_path(raw, inherit)
     if argv0 is None:
         argv0 = main_root
-    if mode == "--script":
-        return _run_script(target, dists, argv0, args)
-    return _run_entry(target, argv0, args)
+    try:
+        if mode == "--script":
+            return _run_script(target, dists, argv0, args)
+        return _run_entry(target, argv0, args)
+    except Exception as exc:
+        _report_load_error(exc)
+        raise
 
 
 if __name__ == "__main__":

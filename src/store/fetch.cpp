@@ -381,6 +381,7 @@ bool Fetcher::Impl::configure(FetchTransfer& t) {
         t.options.max_bytes <= static_cast<std::uint64_t>(std::numeric_limits<curl_off_t>::max()))
         check(curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
                                static_cast<curl_off_t>(t.options.max_bytes)));
+    if (!t.options.use_proxy) check(curl_easy_setopt(e, CURLOPT_NOPROXY, "*"));
     check(curl_easy_setopt(e, CURLOPT_USERAGENT, "hearth/" HEARTH_VERSION));
     check(curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L));
     // Bigger reads: fewer callbacks and hash updates per megabyte.

@@ -74,6 +74,9 @@ struct FetchOptions {
     std::chrono::milliseconds retry_delay_max{8'000};
     // Minimum time between two progress callbacks of one transfer.
     std::chrono::milliseconds progress_interval{250};
+    // false: ignore http_proxy/https_proxy/all_proxy from the environment
+    // (health probes of 127.0.0.1 must reach the revision itself).
+    bool use_proxy = true;
 };
 
 // Where the body goes. Called on the loop thread only, never concurrently,
