@@ -2,6 +2,7 @@
 
 #include "init/procscan.hpp"
 #include "util/fd.hpp"
+#include "util/log.hpp"
 #include "util/uv_util.hpp"
 
 #include <cerrno>
@@ -66,7 +67,12 @@ struct Oneshot {
         } else {
             ::kill(-pid, SIGKILL);
         }
-        if (options.on_kill) options.on_kill(pid);
+        if (!options.on_kill) return;
+        try {
+            options.on_kill(pid);
+        } catch (const std::exception& e) {
+            log::error("oneshot kill hook failed", {{"pid", pid}, {"error", e.what()}});
+        }
     }
 
     void close_pipe(int index) {
@@ -94,7 +100,12 @@ struct Oneshot {
             result.err.erase(0, result.err.size() - options.max_stderr);
         std::unique_ptr<Oneshot> self(this);
         auto cb = std::move(done);
-        cb(std::move(result));
+        // Runs inside a libuv callback: nothing may escape.
+        try {
+            cb(std::move(result));
+        } catch (const std::exception& e) {
+            log::error("oneshot completion failed", {{"pid", pid}, {"error", e.what()}});
+        }
     }
 };
 
