@@ -3,6 +3,7 @@
 #include "util/fd.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
@@ -90,15 +91,22 @@ Status write_file_atomic(const std::string& path, std::string_view content, mode
         auto existing = read_file(path, content.size());
         if (existing && *existing == content) return {};
     }
-    std::string tmp = path + ".tmp";
+    // A unique temporary name: two threads writing the same path (the same
+    // content-addressed document, say) must not share one file.
+    std::string tmp = path + ".tmp-XXXXXX";
+    Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+    if (!fd) {
+        int err = errno;
+        return os_error(err, "cannot write " + tmp + ": " + errno_text(err));
+    }
     auto fail = [&](const char* what, const std::string& where) {
         int err = errno;
         ::unlink(tmp.c_str());
         return Status(
             os_error(err, std::string("cannot ") + what + " " + where + ": " + errno_text(err)));
     };
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!fd) return fail("write", tmp);
+    // mkostemp creates 0600; set the asked mode exactly (not masked by umask).
+    if (::fchmod(fd.get(), mode) < 0) return fail("chmod", tmp);
     if (int err = write_all(fd.get(), content)) {
         errno = err;
         return fail("write", tmp);
@@ -106,6 +114,16 @@ Status write_file_atomic(const std::string& path, std::string_view content, mode
     if (::fsync(fd.get()) < 0) return fail("sync", tmp);
     fd.reset();
     if (::rename(tmp.c_str(), path.c_str()) < 0) return fail("rename", tmp + " to " + path);
+    // The rename itself is durable only once the directory is synced.
+    auto slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd || ::fsync(dir_fd.get()) < 0) {
+        int err = errno;
+        // Some filesystems cannot sync a directory; the file is in place.
+        if (err != EINVAL && err != EROFS)
+            return os_error(err, "cannot sync directory " + dir + ": " + errno_text(err));
+    }
     return {};
 }
 

@@ -35,10 +35,13 @@ Result<std::string> read_file(const std::string& path, std::uint64_t limit = UIN
 // Async-signal-safe.
 int write_all(int fd, std::string_view data) noexcept;
 
-// Writes `content` to `path` through `path.tmp`, fsync and rename, so a
-// crash leaves either the old or the new file, never a half-written one.
-// `mode` applies to a new file. With `skip_if_equal`, an existing file with
-// the same content is left alone (no write at all).
+// Writes `content` to `path` through a unique `path.tmp-XXXXXX` (so
+// concurrent writers of one path never share a temporary file), fsync,
+// rename, then fsync of the directory, so a crash leaves either the old or
+// the new file, never a half-written one. The file gets exactly `mode`
+// (fchmod: the umask and an older file's mode do not matter). With
+// `skip_if_equal`, an existing file with the same content is left alone (no
+// write at all). A crash mid-write may leave a `.tmp-` file behind.
 Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode,
                          bool skip_if_equal = false);
 
