@@ -1,6 +1,7 @@
 #include "control/control.hpp"
 
 #include "util/fd.hpp"
+#include "util/fs.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -26,10 +27,6 @@ namespace {
 
 constexpr std::size_t max_iov_per_write = 1024;
 constexpr std::size_t max_error_text = 300;
-
-std::string errno_text(int err) {
-    return std::strerror(err);
-}
 
 std::string truncate_text(std::string s) {
     if (s.size() > max_error_text) {
@@ -524,7 +521,7 @@ void ConnectionOps::dispatch(Connection& c, const Handler& handler, const json& 
     std::optional<rpc::Error> failure;
     try {
         handler(params, Reply(st), c.shared_from_this());
-    } catch (const rpc::Failure& f) {
+    } catch (const rpc::RpcError& f) {
         failure = f.error();
     } catch (const std::exception& e) {
         log::warn("control method failed", {{"method", method}, {"error", e.what()}});

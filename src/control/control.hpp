@@ -1,8 +1,9 @@
 #pragma once
 // The control server's transport: a Unix stream socket speaking JSON-RPC 2.0,
-// one message per '\n'-terminated line (protocol-spec.md). It frames lines,
-// validates request shapes, dispatches to registered method handlers, and
-// enforces the limits (line size, connection count, idle time, unsent output).
+// one message per '\n'-terminated line (hearth-protocol(7),
+// man/hearth-protocol.7.scd). It frames lines, validates request shapes,
+// dispatches to registered method handlers, and enforces the limits (line
+// size, connection count, idle time, unsent output).
 // The methods themselves live in the daemon.
 //
 // Threading: everything here runs on the thread that runs `loop`, and every
@@ -140,7 +141,7 @@ using Handler = std::function<void(const nlohmann::json& params, Reply reply,
 
 // Owned by the daemon. A handler gets `params` (always an object: an absent or
 // null `params` becomes {}), its Reply, and the connection. A handler may
-// throw rpc::Failure (-> that error) or any std::exception (-> -32603 with
+// throw rpc::RpcError (-> that error) or any std::exception (-> -32603 with
 // its what()); if it already answered, the answer stands. Handlers run inside
 // libuv callbacks; nothing thrown escapes into libuv.
 class ControlServer {

@@ -61,24 +61,24 @@ const json& lookup_required(const json& obj, std::string_view key, std::string_v
 
 } // namespace
 
-Failure invalid_params_at(std::string_view path, std::string_view problem) {
+RpcError invalid_params_at(std::string_view path, std::string_view problem) {
     std::string msg(path);
     msg += ": ";
     msg += problem;
-    return Failure(invalid_params, std::move(msg));
+    return RpcError(invalid_params, std::move(msg));
 }
 
-Failure unknown_location_error(std::string_view location) {
-    return Failure(unknown_location, "unknown location: " + std::string(location),
-                   json{{"location", location}});
+RpcError unknown_location_error(std::string_view location) {
+    return RpcError(unknown_location, "unknown location: " + std::string(location),
+                    json{{"location", location}});
 }
 
-Failure unknown_revision_error(std::string_view id) {
-    return Failure(unknown_revision, "unknown revision: " + std::string(id), json{{"id", id}});
+RpcError unknown_revision_error(std::string_view id) {
+    return RpcError(unknown_revision, "unknown revision: " + std::string(id), json{{"id", id}});
 }
 
-Failure shutting_down_error() {
-    return Failure(shutting_down, "hearth is shutting down");
+RpcError shutting_down_error() {
+    return RpcError(shutting_down, "hearth is shutting down");
 }
 
 json make_request(const json& id, std::string_view method, json params) {

@@ -4,7 +4,7 @@
 // parameter access with errors that name the offending field path.
 //
 // No libuv here; everything is plain, synchronous and usable from any thread
-// (no shared state). Functions documented as throwing throw rpc::Failure only
+// (no shared state). Functions documented as throwing throw rpc::RpcError only
 // (plus std::bad_alloc).
 
 #include <cstdint>
@@ -26,7 +26,7 @@ inline constexpr int invalid_request = -32600;
 inline constexpr int method_not_found = -32601;
 inline constexpr int invalid_params = -32602;
 inline constexpr int internal_error = -32603;
-// hearth's own codes (protocol-spec.md, "Error codes").
+// hearth's own codes (hearth-protocol(7) ERRORS, man/hearth-protocol.7.scd).
 inline constexpr int unknown_location = -32001;
 inline constexpr int unknown_revision = -32002;
 inline constexpr int shutting_down = -32003;
@@ -41,10 +41,10 @@ struct Error {
 
 // Thrown by method handlers (and the param helpers below); the control server
 // turns it into an error reply for the request being handled.
-class Failure : public std::exception {
+class RpcError : public std::exception {
 public:
-    explicit Failure(Error error) : error_(std::move(error)) {}
-    Failure(int code, std::string message, json data = nullptr)
+    explicit RpcError(Error error) : error_(std::move(error)) {}
+    RpcError(int code, std::string message, json data = nullptr)
         : error_{code, std::move(message), std::move(data)} {}
     const char* what() const noexcept override { return error_.message.c_str(); }
     const Error& error() const noexcept { return error_; }
@@ -54,10 +54,10 @@ private:
 };
 
 // Ready-made failures for hearth's codes (the spec fixes their `data`).
-Failure invalid_params_at(std::string_view path, std::string_view problem); // "path: problem"
-Failure unknown_location_error(std::string_view location);                  // data {"location"}
-Failure unknown_revision_error(std::string_view id);                        // data {"id"}
-Failure shutting_down_error();
+RpcError invalid_params_at(std::string_view path, std::string_view problem); // "path: problem"
+RpcError unknown_location_error(std::string_view location);                  // data {"location"}
+RpcError unknown_revision_error(std::string_view id);                        // data {"id"}
+RpcError shutting_down_error();
 
 // Message builders. `id` must be a number, a string or null (null only for
 // errors about requests whose id could not be determined).
@@ -74,7 +74,7 @@ std::string to_line(const json& message);
 //
 // Each helper reads `obj[key]`, where `where` is the path of `obj` in the
 // request ("params" for the top level, "params.deps" for a nested object);
-// errors are Failure(invalid_params, "<where>.<key>: <problem>").
+// errors are RpcError(invalid_params, "<where>.<key>: <problem>").
 // Unknown keys are never rejected (newer clients may send more fields).
 // For the optional_* helpers an absent key and an explicit null both mean
 // "not given". If `obj` itself is not an object they fail naming `where`.

@@ -243,8 +243,8 @@ void Daemon::register_methods() {
             rev = loc.revisions.front().get();
         }
         if (!rev)
-            throw rpc::Failure(rpc::unknown_revision,
-                               "location '" + loc.name + "' has no revisions");
+            throw rpc::RpcError(rpc::unknown_revision,
+                                "location '" + loc.name + "' has no revisions");
         auto tail = rpc::optional_integer(params, "tail", 0, 10000).value_or(100);
         bool follow = rpc::optional_bool(params, "follow").value_or(false);
         if (rev->output) rev->output->drain_now();

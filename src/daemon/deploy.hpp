@@ -107,7 +107,7 @@ struct DeploySpec {
     std::string group; // likewise
 };
 
-// Validates `deploy` params; throws rpc::Failure (-32602) naming the field,
+// Validates `deploy` params; throws rpc::RpcError (-32602) naming the field,
 // including a limit above the policy's ceiling.
 DeploySpec parse_deploy_params(const nlohmann::json& params, const DeployPolicy& policy = {});
 

@@ -1,5 +1,9 @@
 #include "isolation/cgroup.hpp"
 
+#include "isolation/cgroup_internal.hpp"
+#include "util/fs.hpp"
+#include "util/text.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -33,18 +37,6 @@ std::string_view mode_name(Mode mode) {
 // Detection
 
 namespace {
-
-std::vector<std::string_view> split(std::string_view text, char sep) {
-    std::vector<std::string_view> out;
-    std::size_t start = 0;
-    while (start <= text.size()) {
-        std::size_t end = text.find(sep, start);
-        if (end == std::string_view::npos) end = text.size();
-        out.push_back(text.substr(start, end - start));
-        start = end + 1;
-    }
-    return out;
-}
 
 bool has_token(std::string_view list, std::string_view token) {
     for (auto t : split(list, ','))
@@ -146,7 +138,7 @@ int pick(const std::vector<const MountEntry*>& candidates, const std::optional<s
 
 std::string self_dir(const MountEntry& m, std::string_view prefix,
                      const std::optional<std::string>& own, std::string& notes) {
-    std::string mount = detail::join(prefix, m.point);
+    std::string mount = detail::cgroup_path(prefix, m.point);
     if (!own) return mount;
     auto rel = visible_part(m.root, *own);
     if (!rel) {
@@ -154,7 +146,7 @@ std::string self_dir(const MountEntry& m, std::string_view prefix,
                  " not visible under " + m.point + ", using its root";
         return mount;
     }
-    return detail::join(mount, *rel);
+    return detail::cgroup_path(mount, *rel);
 }
 
 } // namespace
@@ -178,7 +170,7 @@ Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup,
         if (m.read_only) {
             read_only.push_back(m.point);
         } else {
-            layout.unified_mount = detail::join(mount_prefix, m.point);
+            layout.unified_mount = detail::cgroup_path(mount_prefix, m.point);
             layout.unified_self = self_dir(m, mount_prefix, unified_own, layout.reason);
         }
     }
@@ -203,7 +195,7 @@ Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup,
             if (opt != "rw" && opt != "ro" && opt.find('=') == std::string_view::npos &&
                 !opt.empty())
                 h.controllers += (h.controllers.empty() ? "" : ",") + std::string(opt);
-        h.mount = detail::join(mount_prefix, m.point);
+        h.mount = detail::cgroup_path(mount_prefix, m.point);
         h.self = self_dir(m, mount_prefix, own, layout.reason);
         layout.v1.emplace(std::string(controller), std::move(h));
     }
@@ -355,7 +347,7 @@ std::vector<std::string> Driver::remove_own_directories() const {
         // Not recursive: anything inside (a revision cgroup that outlived
         // its revision) is not hearth's to throw away unseen.
         if (int err = detail::remove_dir(*it, created_plain_, false, 0))
-            stayed.push_back(*it + ": " + detail::errno_text(err));
+            stayed.push_back(*it + ": " + errno_text(err));
     }
     return stayed;
 }
@@ -408,15 +400,14 @@ std::unique_ptr<Driver> open(const Layout& layout, const Config& config) {
 
 std::unique_ptr<Driver> open(const Config& config) {
     if (config.force_none) return detail::make_none("cgroups disabled by configuration");
-    int err = 0;
-    auto mountinfo = detail::read_file(config.mountinfo_path, &err);
+    auto mountinfo = read_file(config.mountinfo_path);
     if (!mountinfo)
         return detail::make_none("cannot read " + config.mountinfo_path + ": " +
-                                 detail::errno_text(err));
-    auto self = detail::read_file(config.proc_cgroup_path, &err);
+                                 errno_text(mountinfo.error().sys_errno));
+    auto self = read_file(config.proc_cgroup_path);
     if (!self)
         return detail::make_none("cannot read " + config.proc_cgroup_path + ": " +
-                                 detail::errno_text(err));
+                                 errno_text(self.error().sys_errno));
     return open(detect(*mountinfo, *self, config.mount_prefix), config);
 }
 
@@ -425,11 +416,12 @@ std::unique_ptr<Driver> open(const Config& config) {
 
 namespace detail {
 
-std::string errno_text(int err) {
-    char buf[128];
-    // GNU strerror_r returns the message pointer (maybe not buf).
-    const char* msg = ::strerror_r(err, buf, sizeof buf);
-    return msg ? std::string(msg) : "errno " + std::to_string(err);
+std::string check_create(const std::string& name, const Limits& limits) {
+    if (std::string why = check_name(name); !why.empty()) return why;
+    if (limits.cpu_weight && (*limits.cpu_weight < 1 || *limits.cpu_weight > 10000))
+        return "cpu weight must be 1..10000";
+    if (limits.cpu_quota && !(*limits.cpu_quota > 0)) return "cpu quota must be positive";
+    return "";
 }
 
 int write_file(const std::string& path, std::string_view data, bool plain) {
@@ -445,29 +437,6 @@ int write_file(const std::string& path, std::string_view data, bool plain) {
     return err;
 }
 
-std::optional<std::string> read_file(const std::string& path, int* err) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (err) *err = errno;
-        return std::nullopt;
-    }
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (err) *err = errno;
-            ::close(fd);
-            return std::nullopt;
-        }
-        if (n == 0) break;
-        out.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    return out;
-}
-
 namespace {
 
 std::optional<std::uint64_t> parse_u64(std::string_view s) {
@@ -475,14 +444,6 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || ptr == s.data()) return std::nullopt;
     return v;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
 }
 
 } // namespace
@@ -525,23 +486,6 @@ bool exists(const std::string& path) {
     return ::access(path.c_str(), F_OK) == 0;
 }
 
-int make_dirs(const std::string& path, std::vector<std::string>* created) {
-    std::size_t pos = 0;
-    while (pos != std::string::npos) {
-        pos = path.find('/', pos + 1);
-        std::string part = path.substr(0, pos);
-        if (part.empty()) continue;
-        if (::mkdir(part.c_str(), 0755) == 0) {
-            if (created) created->push_back(part);
-        } else if (errno != EEXIST) {
-            return errno;
-        }
-    }
-    struct stat st {};
-    if (::stat(path.c_str(), &st) < 0) return errno;
-    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-}
-
 int make_fresh_dir(const std::string& path, bool plain) {
     if (::mkdir(path.c_str(), 0755) == 0) return 0;
     if (errno != EEXIST) return errno;
@@ -572,7 +516,7 @@ std::vector<std::string> list_dirs(const std::string& path) {
 int remove_dir(const std::string& path, bool plain, bool recursive, int busy_ms) {
     if (recursive)
         for (const auto& sub : list_dirs(path))
-            remove_dir(join(path, sub), plain, true, busy_ms);
+            remove_dir(cgroup_path(path, sub), plain, true, busy_ms);
     if (plain) {
         // A fake tree holds real files; cgroupfs directories never need this.
         if (DIR* d = ::opendir(path.c_str())) {
@@ -594,7 +538,7 @@ int remove_dir(const std::string& path, bool plain, bool recursive, int busy_ms)
     }
 }
 
-std::string join(std::string_view parent, std::string_view child) {
+std::string cgroup_path(std::string_view parent, std::string_view child) {
     std::string out(parent);
     while (out.size() > 1 && out.back() == '/')
         out.pop_back();
@@ -611,11 +555,11 @@ std::string join(std::string_view parent, std::string_view child) {
 namespace {
 
 void collect_pids(const std::string& dir, std::set<pid_t>& out, int depth = 0) {
-    for (pid_t p : read_pids(join(dir, "cgroup.procs")))
+    for (pid_t p : read_pids(cgroup_path(dir, "cgroup.procs")))
         out.insert(p);
     if (depth < 16)
         for (const auto& sub : list_dirs(dir))
-            collect_pids(join(dir, sub), out, depth + 1);
+            collect_pids(cgroup_path(dir, sub), out, depth + 1);
 }
 
 void nap(int& ms) {
@@ -633,7 +577,7 @@ KillResult kill_all(const std::string& unified, const std::string& freezer,
     const pid_t self = ::getpid();
     auto is_empty = [&] {
         if (!unified.empty()) {
-            auto populated = read_keyed(join(unified, "cgroup.events"), "populated");
+            auto populated = read_keyed(cgroup_path(unified, "cgroup.events"), "populated");
             if (populated && *populated != 0) return false;
         }
         std::set<pid_t> pids;
@@ -645,13 +589,13 @@ KillResult kill_all(const std::string& unified, const std::string& freezer,
         if (result.error.empty()) result.error = what + ": " + errno_text(err);
     };
 
-    if (!unified.empty() && exists(join(unified, "cgroup.kill"))) {
+    if (!unified.empty() && exists(cgroup_path(unified, "cgroup.kill"))) {
         // The kernel kills every process, and forks racing with it, in one go.
         result.method = "cgroup.kill";
         int ms = 1;
         for (;;) {
             ++result.rounds;
-            if (int err = write_file(join(unified, "cgroup.kill"), "1", plain)) {
+            if (int err = write_file(cgroup_path(unified, "cgroup.kill"), "1", plain)) {
                 note("write cgroup.kill", err);
                 break;
             }
@@ -670,12 +614,12 @@ KillResult kill_all(const std::string& unified, const std::string& freezer,
     std::string freeze_file;
     std::string frozen_on;
     std::string thawed_on;
-    if (!unified.empty() && exists(join(unified, "cgroup.freeze"))) {
-        freeze_file = join(unified, "cgroup.freeze");
+    if (!unified.empty() && exists(cgroup_path(unified, "cgroup.freeze"))) {
+        freeze_file = cgroup_path(unified, "cgroup.freeze");
         frozen_on = "1";
         thawed_on = "0";
-    } else if (!freezer.empty() && exists(join(freezer, "freezer.state"))) {
-        freeze_file = join(freezer, "freezer.state");
+    } else if (!freezer.empty() && exists(cgroup_path(freezer, "freezer.state"))) {
+        freeze_file = cgroup_path(freezer, "freezer.state");
         frozen_on = "FROZEN";
         thawed_on = "THAWED";
     }
@@ -694,7 +638,7 @@ KillResult kill_all(const std::string& unified, const std::string& freezer,
                 for (int i = 0; i < 50; ++i) {
                     bool done = false;
                     if (frozen_on == "1") {
-                        auto f = read_keyed(join(unified, "cgroup.events"), "frozen");
+                        auto f = read_keyed(cgroup_path(unified, "cgroup.events"), "frozen");
                         done = !f || *f == 1;
                     } else {
                         auto s = read_file(freeze_file);
@@ -736,11 +680,11 @@ OomCounters read_oom_v2(const std::string& memory_events) {
 
 OomCounters read_oom_v1(const std::string& memory_dir) {
     OomCounters c;
-    if (auto text = read_file(join(memory_dir, "memory.oom_control"))) {
+    if (auto text = read_file(cgroup_path(memory_dir, "memory.oom_control"))) {
         c.oom_kill = keyed_value(*text, "oom_kill"); // absent before 4.13
         if (auto u = keyed_value(*text, "under_oom")) c.under_oom = *u != 0;
     }
-    c.limit_hits = read_u64(join(memory_dir, "memory.failcnt"));
+    c.limit_hits = read_u64(cgroup_path(memory_dir, "memory.failcnt"));
     return c;
 }
 

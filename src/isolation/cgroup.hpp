@@ -2,6 +2,7 @@
 // cgroups: one interface, one driver per mode (crun style).
 //
 //   cgroup.cpp       detection, shared file helpers, the factory, OomWatch base
+//   cgroup_internal.hpp  the helpers the drivers share (not a public API)
 //   cgroup_v2.cpp    pure unified hierarchy (clone3 placement fd, inotify OOM watch)
 //   cgroup_v1.cpp    v1 controllers; also `hybrid` (the same plus the unified
 //                    hierarchy for membership, cgroup.kill and cgroup.events)
@@ -363,52 +364,5 @@ protected:
 std::unique_ptr<Driver> open(const Config& config);
 // Same from an already detected layout (tests; a forced mode).
 std::unique_ptr<Driver> open(const Layout& layout, const Config& config);
-
-// ---------------------------------------------------------------------------
-// Shared between the driver files (and unit tests). Not a public API.
-namespace detail {
-
-std::string errno_text(int err);
-// Writes `data` with one write(2). `plain`: create and truncate (fake
-// trees). Returns 0 or errno.
-int write_file(const std::string& path, std::string_view data, bool plain);
-// Whole small file; nullopt on error (`*err` = errno when given).
-std::optional<std::string> read_file(const std::string& path, int* err = nullptr);
-// First token as an unsigned number ("max" -> nullopt).
-std::optional<std::uint64_t> read_u64(const std::string& path);
-// `key value` lines (memory.events, cpu.stat, cgroup.events, oom_control).
-std::optional<std::uint64_t> read_keyed(const std::string& path, std::string_view key);
-std::optional<std::uint64_t> keyed_value(std::string_view text, std::string_view key);
-std::vector<pid_t> read_pids(const std::string& procs_path);
-bool exists(const std::string& path);
-// mkdir -p; 0 or errno. `created` (optional) gets the directories it made,
-// parents first.
-int make_dirs(const std::string& path, std::vector<std::string>* created = nullptr);
-// rmdir, retrying EBUSY for about `busy_ms`; `plain` unlinks files first;
-// `recursive` removes sub-cgroups depth first. 0 or errno (ENOENT -> 0).
-int remove_dir(const std::string& path, bool plain, bool recursive, int busy_ms = 200);
-// mkdir; a leftover directory of that name is removed first (it must be
-// empty of processes), so no stale limit survives. 0 or errno.
-int make_fresh_dir(const std::string& path, bool plain);
-// Subdirectory names.
-std::vector<std::string> list_dirs(const std::string& path);
-// `parent` joined to `child` ("/a" + "/b/" -> "/a/b").
-std::string join(std::string_view parent, std::string_view child);
-
-// cgroup.kill, or freeze/kill/thaw rounds over `membership` procs files.
-// `unified`: v2 directory (cgroup.kill, cgroup.freeze, cgroup.events), may be
-// empty; `freezer`: v1 freezer directory, may be empty.
-KillResult kill_all(const std::string& unified, const std::string& freezer,
-                    const std::vector<std::string>& membership, bool plain,
-                    std::chrono::milliseconds timeout);
-
-OomCounters read_oom_v2(const std::string& memory_events);
-OomCounters read_oom_v1(const std::string& memory_dir);
-
-std::unique_ptr<Driver> make_v2(const Layout& layout, const Config& config, std::string& error);
-std::unique_ptr<Driver> make_v1(const Layout& layout, const Config& config, std::string& error);
-std::unique_ptr<Driver> make_none(std::string reason);
-
-} // namespace detail
 
 } // namespace hearth::cgroup

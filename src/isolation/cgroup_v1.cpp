@@ -4,6 +4,8 @@
 // serves both (mode() says which).
 
 #include "isolation/cgroup.hpp"
+#include "isolation/cgroup_internal.hpp"
+#include "util/fs.hpp"
 
 #include <cerrno>
 #include <fcntl.h>
@@ -15,8 +17,7 @@ namespace hearth::cgroup {
 
 namespace {
 
-using detail::errno_text;
-using detail::join;
+using detail::cgroup_path;
 
 // One mounted hierarchy and the roles hearth gives it (cpu and cpuacct are
 // often co-mounted: one directory, two roles).
@@ -26,8 +27,8 @@ struct Hierarchy {
 };
 
 std::string parent_dir(const std::string& mount, const std::string& self, const Config& config) {
-    if (config.parent_under_self) return join(self, config.parent);
-    if (!config.parent.empty()) return join(mount, config.parent);
+    if (config.parent_under_self) return cgroup_path(self, config.parent);
+    if (!config.parent.empty()) return cgroup_path(mount, config.parent);
     return self;
 }
 
@@ -42,13 +43,13 @@ public:
         for (const auto& [role, dir] : roles_)
             if (seen.insert(dir).second) dirs_.push_back(dir);
         for (const auto& dir : dirs_)
-            self_tasks_.push_back(join(dir, "tasks"));
+            self_tasks_.push_back(cgroup_path(dir, "tasks"));
         if (!unified_.empty()) {
             dirs_.push_back(unified_);
-            unified_procs_ = join(unified_, "cgroup.procs");
+            unified_procs_ = cgroup_path(unified_, "cgroup.procs");
         }
         for (const auto& dir : dirs_)
-            procs_.push_back(join(dir, "cgroup.procs"));
+            procs_.push_back(cgroup_path(dir, "cgroup.procs"));
     }
 
     // hybrid: clone3 can create the child in the cgroup2 directory (the v1
@@ -68,17 +69,18 @@ public:
     Usage usage() const override {
         Usage u;
         if (auto m = dir("memory"); !m.empty()) {
-            u.memory_current = detail::read_u64(join(m, "memory.usage_in_bytes"));
-            u.memory_peak = detail::read_u64(join(m, "memory.max_usage_in_bytes"));
+            u.memory_current = detail::read_u64(cgroup_path(m, "memory.usage_in_bytes"));
+            u.memory_peak = detail::read_u64(cgroup_path(m, "memory.max_usage_in_bytes"));
         }
         if (auto a = dir("cpuacct"); !a.empty()) {
-            if (auto ns = detail::read_u64(join(a, "cpuacct.usage"))) u.cpu_usage_usec = *ns / 1000;
+            if (auto ns = detail::read_u64(cgroup_path(a, "cpuacct.usage")))
+                u.cpu_usage_usec = *ns / 1000;
         }
         // cgroup2 keeps CPU time in every cgroup, controller or not.
         if (!u.cpu_usage_usec && !unified_.empty())
-            u.cpu_usage_usec = detail::read_keyed(join(unified_, "cpu.stat"), "usage_usec");
+            u.cpu_usage_usec = detail::read_keyed(cgroup_path(unified_, "cpu.stat"), "usage_usec");
         if (auto p = dir("pids"); !p.empty())
-            u.pids_current = detail::read_u64(join(p, "pids.current"));
+            u.pids_current = detail::read_u64(cgroup_path(p, "pids.current"));
         return u;
     }
 
@@ -95,7 +97,7 @@ public:
 
     std::optional<bool> populated() const override {
         if (!unified_.empty()) {
-            if (auto p = detail::read_keyed(join(unified_, "cgroup.events"), "populated"))
+            if (auto p = detail::read_keyed(cgroup_path(unified_, "cgroup.events"), "populated"))
                 return *p != 0;
         }
         for (const auto& procs : procs_)
@@ -148,21 +150,21 @@ public:
             if (hybrid && controller == "freezer") continue;
             Hierarchy& entry = by_mount[h.mount];
             entry.roles.insert(controller);
-            entry.envs = join(parent_dir(h.mount, h.self, config), "envs");
+            entry.envs = cgroup_path(parent_dir(h.mount, h.self, config), "envs");
         }
         for (auto& [mount, h] : by_mount)
             candidates_.push_back(std::move(h));
         if (hybrid)
             unified_envs_ =
-                join(parent_dir(layout.unified_mount, layout.unified_self, config), "envs");
+                cgroup_path(parent_dir(layout.unified_mount, layout.unified_self, config), "envs");
     }
 
     std::string setup() {
         std::string first_error;
         for (auto& h : candidates_) {
             std::vector<std::string> created; // parents first
-            if (int err = detail::make_dirs(h.envs, &created)) {
-                std::string what = "cannot create " + h.envs + ": " + errno_text(err);
+            if (Status made = make_dirs(h.envs, &created); !made) {
+                std::string what = made.error().message;
                 for (const auto& role : h.roles)
                     problems_[role] = what;
                 if (first_error.empty()) first_error = what;
@@ -175,8 +177,8 @@ public:
         }
         candidates_.clear();
         if (!unified_envs_.empty()) {
-            if (int err = detail::make_dirs(unified_envs_, &created_)) {
-                std::string what = "cannot create " + unified_envs_ + ": " + errno_text(err);
+            if (Status made = make_dirs(unified_envs_, &created_); !made) {
+                std::string what = made.error().message;
                 unified_problem_ = what;
                 if (first_error.empty()) first_error = what;
                 unified_envs_.clear();
@@ -226,24 +228,16 @@ public:
         std::map<std::string, std::string> roles;
         for (const auto& h : hierarchies_)
             for (const auto& role : h.roles)
-                roles[role] = join(h.envs, name);
+                roles[role] = cgroup_path(h.envs, name);
         return std::make_unique<V1Cgroup>(name, plain_, std::move(roles),
                                           unified_envs_.empty() ? std::string()
-                                                                : join(unified_envs_, name));
+                                                                : cgroup_path(unified_envs_, name));
     }
 
     std::unique_ptr<Cgroup> create(const std::string& name, const Limits& limits,
                                    std::string& error) const override {
-        error = check_name(name);
+        error = detail::check_create(name, limits);
         if (!error.empty()) return nullptr;
-        if (limits.cpu_weight && (*limits.cpu_weight < 1 || *limits.cpu_weight > 10000)) {
-            error = "cpu weight must be 1..10000";
-            return nullptr;
-        }
-        if (limits.cpu_quota && !(*limits.cpu_quota > 0)) {
-            error = "cpu quota must be positive";
-            return nullptr;
-        }
         auto cg = handle(name);
         std::vector<std::string> made;
         auto undo = [&] {
@@ -260,7 +254,7 @@ public:
         }
 
         auto write = [&](const std::string& role, const char* file, const std::string& value) {
-            std::string path = join(cg->dir(role), file);
+            std::string path = cgroup_path(cg->dir(role), file);
             int err = detail::write_file(path, value, plain_);
             if (err) error = "write " + value + " to " + path + ": " + errno_text(err);
             return err == 0;
@@ -302,7 +296,7 @@ public:
             // the smallest share against the other revisions.
             if (!has("cpu")) {
                 missing("cpu_idle", "cpu");
-            } else if (!plain_ && !detail::exists(join(cg->dir("cpu"), "cpu.idle"))) {
+            } else if (!plain_ && !detail::exists(cgroup_path(cg->dir("cpu"), "cpu.idle"))) {
                 cg->add_unenforced("cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
                                    "policy and cpu.shares 2 instead");
                 ok = ok && write("cpu", "cpu.shares", "2");
@@ -361,11 +355,11 @@ public:
 
 protected:
     std::string arm(Entry& entry) override {
-        std::string control = join(entry.source.path, "memory.oom_control");
+        std::string control = cgroup_path(entry.source.path, "memory.oom_control");
         Fd oom(::open(control.c_str(), O_RDONLY | O_CLOEXEC));
         if (!oom) return "open " + control + ": " + errno_text(errno);
         std::string line = std::to_string(fd_.get()) + " " + std::to_string(oom.get());
-        std::string path = join(entry.source.path, "cgroup.event_control");
+        std::string path = cgroup_path(entry.source.path, "cgroup.event_control");
         // The kernel keeps its own reference; `oom` may close afterwards.
         if (int err = detail::write_file(path, line, plain_))
             return "write " + path + ": " + errno_text(err);

@@ -1,6 +1,8 @@
 // Pure cgroup v2 (unified hierarchy) driver.
 
 #include "isolation/cgroup.hpp"
+#include "isolation/cgroup_internal.hpp"
+#include "util/fs.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,8 +17,7 @@ namespace hearth::cgroup {
 
 namespace {
 
-using detail::errno_text;
-using detail::join;
+using detail::cgroup_path;
 
 // Limits depend on these: a missing one degrades enforcement.
 const std::vector<std::string> wanted_controllers = {"cpu", "memory", "pids"};
@@ -24,7 +25,7 @@ const std::vector<std::string> wanted_controllers = {"cpu", "memory", "pids"};
 // the child's own affinity (cpu_spread.hpp), which is not a degradation.
 const std::vector<std::string> enabled_controllers = {"cpu", "cpuset", "memory", "pids"};
 
-std::set<std::string> tokens(const std::optional<std::string>& text) {
+std::set<std::string> tokens(const Result<std::string>& text) {
     std::set<std::string> out;
     if (!text) return out;
     std::string word;
@@ -40,7 +41,8 @@ std::set<std::string> tokens(const std::optional<std::string>& text) {
     return out;
 }
 
-struct Failure {
+// A controller that could not be enabled in a directory's subtree_control.
+struct ControllerEnableError {
     std::string controller;
     std::string dir;
     int error;
@@ -51,7 +53,7 @@ public:
     V2Cgroup(std::string name, std::string dir, bool plain, bool has_memory)
         : Cgroup(std::move(name), plain), dir_(std::move(dir)), has_memory_(has_memory) {
         dirs_.push_back(dir_);
-        procs_.push_back(join(dir_, "cgroup.procs"));
+        procs_.push_back(cgroup_path(dir_, "cgroup.procs"));
         unified_procs_ = procs_.back();
     }
 
@@ -71,7 +73,8 @@ public:
         if (!has_cpuset_) return false;
         // A newline, not an empty write: cgroupfs handlers never see a
         // write of 0 bytes.
-        int err = detail::write_file(join(dir_, "cpuset.cpus"), cpus.empty() ? "\n" : cpus, plain_);
+        int err = detail::write_file(cgroup_path(dir_, "cpuset.cpus"), cpus.empty() ? "\n" : cpus,
+                                     plain_);
         // A refused write leaves the kernel's set as it was, and so the
         // record of whether it confines.
         if (err != 0) return false;
@@ -81,30 +84,30 @@ public:
 
     Usage usage() const override {
         Usage u;
-        u.memory_current = detail::read_u64(join(dir_, "memory.current"));
-        u.memory_peak = detail::read_u64(join(dir_, "memory.peak"));
-        u.cpu_usage_usec = detail::read_keyed(join(dir_, "cpu.stat"), "usage_usec");
-        u.pids_current = detail::read_u64(join(dir_, "pids.current"));
+        u.memory_current = detail::read_u64(cgroup_path(dir_, "memory.current"));
+        u.memory_peak = detail::read_u64(cgroup_path(dir_, "memory.peak"));
+        u.cpu_usage_usec = detail::read_keyed(cgroup_path(dir_, "cpu.stat"), "usage_usec");
+        u.pids_current = detail::read_u64(cgroup_path(dir_, "pids.current"));
         return u;
     }
 
     OomCounters oom_counters() const override {
-        return detail::read_oom_v2(join(dir_, "memory.events"));
+        return detail::read_oom_v2(cgroup_path(dir_, "memory.events"));
     }
 
     OomSource oom_source() const override {
         if (!has_memory_) return {};
-        return {OomSource::Kind::v2_events, join(dir_, "memory.events")};
+        return {OomSource::Kind::v2_events, cgroup_path(dir_, "memory.events")};
     }
 
     std::optional<bool> populated() const override {
-        auto p = detail::read_keyed(join(dir_, "cgroup.events"), "populated");
+        auto p = detail::read_keyed(cgroup_path(dir_, "cgroup.events"), "populated");
         if (!p) return std::nullopt;
         return *p != 0;
     }
 
     std::vector<pid_t> pids() const override {
-        return detail::read_pids(join(dir_, "cgroup.procs"));
+        return detail::read_pids(cgroup_path(dir_, "cgroup.procs"));
     }
 
     KillResult kill_all(std::chrono::milliseconds timeout) override {
@@ -139,12 +142,12 @@ public:
           plain_(!config.mount_prefix.empty()) {
         created_plain_ = plain_;
         if (config.parent_under_self)
-            parent_ = join(self_, config.parent);
+            parent_ = cgroup_path(self_, config.parent);
         else if (!config.parent.empty())
-            parent_ = join(root_, config.parent);
+            parent_ = cgroup_path(root_, config.parent);
         else
             parent_ = self_;
-        envs_ = join(parent_, "envs");
+        envs_ = cgroup_path(parent_, "envs");
     }
 
     std::string setup(const std::vector<pid_t>& extra_pids) {
@@ -158,14 +161,14 @@ public:
             while (top.size() > root_.size() && !detail::exists(top))
                 top = top.substr(0, top.rfind('/'));
         }
-        if (int err = detail::make_dirs(parent_, &created_))
-            return "create " + parent_ + ": " + errno_text(err);
+        if (Status made = make_dirs(parent_, &created_); !made)
+            return "create " + parent_ + ": " + errno_text(made.error().sys_errno);
         // The real root cgroup has no cgroup.events and is exempt from the
         // no-internal-processes rule: nothing to move there (and its
         // kernel threads could not move anyway).
-        bool must_move = parent_ == self_ && detail::exists(join(self_, "cgroup.events"));
+        bool must_move = parent_ == self_ && detail::exists(cgroup_path(self_, "cgroup.events"));
         if (must_move) {
-            leaf_ = join(self_, "hearth");
+            leaf_ = cgroup_path(self_, "hearth");
             if (::mkdir(leaf_.c_str(), 0755) < 0 && errno != EEXIST)
                 return "create " + leaf_ + ": " + errno_text(errno);
             move(::getpid(), true);
@@ -186,10 +189,11 @@ public:
             // hearth's own cgroup after the move: processes that appeared
             // meanwhile (forks, a docker exec) keep it busy; move them too.
             for (int attempt = 0; must_move && dir == self_ && attempt < 50; ++attempt) {
-                bool busy = std::any_of(failures.begin(), failures.end(),
-                                        [](const Failure& f) { return f.error == EBUSY; });
+                bool busy =
+                    std::any_of(failures.begin(), failures.end(),
+                                [](const ControllerEnableError& f) { return f.error == EBUSY; });
                 if (!busy) break;
-                for (pid_t p : detail::read_pids(join(self_, "cgroup.procs")))
+                for (pid_t p : detail::read_pids(cgroup_path(self_, "cgroup.procs")))
                     move(p, false);
                 std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt / 5));
                 failures = enable(dir);
@@ -204,7 +208,7 @@ public:
         for (auto& f : enable(envs_))
             failures_.push_back(std::move(f));
 
-        available_ = tokens(detail::read_file(join(envs_, "cgroup.subtree_control")));
+        available_ = tokens(read_file(cgroup_path(envs_, "cgroup.subtree_control")));
         return "";
     }
 
@@ -241,17 +245,9 @@ public:
 
     std::unique_ptr<Cgroup> create(const std::string& name, const Limits& limits,
                                    std::string& error) const override {
-        error = check_name(name);
+        error = detail::check_create(name, limits);
         if (!error.empty()) return nullptr;
-        if (limits.cpu_weight && (*limits.cpu_weight < 1 || *limits.cpu_weight > 10000)) {
-            error = "cpu weight must be 1..10000";
-            return nullptr;
-        }
-        if (limits.cpu_quota && !(*limits.cpu_quota > 0)) {
-            error = "cpu quota must be positive";
-            return nullptr;
-        }
-        std::string dir = join(envs_, name);
+        std::string dir = cgroup_path(envs_, name);
         if (int err = detail::make_fresh_dir(dir, plain_)) {
             error = "create " + dir + ": " + errno_text(err);
             return nullptr;
@@ -285,7 +281,7 @@ public:
                 cg->add_unenforced(std::string(w.limit) + ": no " + w.controller + " controller");
                 continue;
             }
-            std::string path = join(dir, w.file);
+            std::string path = cgroup_path(dir, w.file);
             int err = detail::write_file(path, *w.value, plain_);
             if (err == ENOENT && std::string_view(w.file) == "cpu.idle") {
                 // Before 5.15: the child then takes SCHED_IDLE, which ranks it
@@ -293,9 +289,9 @@ public:
                 // weight against the other revisions.
                 cg->add_unenforced("cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
                                    "policy and cpu.weight 1 instead");
-                err = detail::write_file(join(dir, "cpu.weight"), "1", plain_);
+                err = detail::write_file(cgroup_path(dir, "cpu.weight"), "1", plain_);
                 if (err == 0) continue;
-                path = join(dir, "cpu.weight");
+                path = cgroup_path(dir, "cpu.weight");
             }
             if (err) {
                 error = "write " + *w.value + " to " + path + ": " + errno_text(err);
@@ -307,7 +303,7 @@ public:
         // refuses leaves the revision there rather than failing its start.
         if (available_.count("cpuset")) cg->set_has_cpuset();
         if (!limits.cpuset_cpus.empty() && available_.count("cpuset") &&
-            detail::write_file(join(dir, "cpuset.cpus"), limits.cpuset_cpus, plain_) == 0)
+            detail::write_file(cgroup_path(dir, "cpuset.cpus"), limits.cpuset_cpus, plain_) == 0)
             cg->set_confines_cpus();
         if (std::string e = cg->open_fd(); !e.empty()) {
             error = e;
@@ -320,7 +316,7 @@ public:
     std::vector<std::string> cleanup_stale(std::vector<std::string>* failures) const override {
         std::vector<std::string> names = detail::list_dirs(envs_);
         for (const auto& name : names) {
-            V2Cgroup cg(name, join(envs_, name), plain_, false);
+            V2Cgroup cg(name, cgroup_path(envs_, name), plain_, false);
             KillResult k = cg.kill_all(std::chrono::seconds(2));
             Removal r = cg.remove();
             if (!r.removed && failures)
@@ -335,7 +331,8 @@ private:
     // Moves `pid` into the leaf. ESRCH (gone) and EINVAL (a kernel thread,
     // or a zombie) are not problems; anything else about hearth itself is.
     void move(pid_t pid, bool is_self) {
-        int err = detail::write_file(join(leaf_, "cgroup.procs"), std::to_string(pid), plain_);
+        int err =
+            detail::write_file(cgroup_path(leaf_, "cgroup.procs"), std::to_string(pid), plain_);
         if (!err) {
             moved_.push_back(pid);
         } else if (is_self || (err != ESRCH && err != EINVAL)) {
@@ -347,24 +344,24 @@ private:
     // Enables the wanted controllers that `dir` has but does not yet pass
     // down. One write for all first (the common case), then one per
     // controller to learn which failed.
-    std::vector<Failure> enable(const std::string& dir) const {
-        auto have = tokens(detail::read_file(join(dir, "cgroup.subtree_control")));
-        auto controllers_text = detail::read_file(join(dir, "cgroup.controllers"));
+    std::vector<ControllerEnableError> enable(const std::string& dir) const {
+        auto have = tokens(read_file(cgroup_path(dir, "cgroup.subtree_control")));
+        auto controllers_text = read_file(cgroup_path(dir, "cgroup.controllers"));
         // A fake tree has no cgroup.controllers in directories hearth made;
         // the kernel would show the parent's subtree_control there.
         if (!controllers_text && plain_ && dir != root_)
             controllers_text =
-                detail::read_file(join(dir.substr(0, dir.rfind('/')), "cgroup.subtree_control"));
+                read_file(cgroup_path(dir.substr(0, dir.rfind('/')), "cgroup.subtree_control"));
         auto available = tokens(controllers_text);
         std::vector<std::string> missing;
         for (const auto& c : enabled_controllers)
             if (available.count(c) && !have.count(c)) missing.push_back(c);
-        std::vector<Failure> failures;
+        std::vector<ControllerEnableError> failures;
         if (missing.empty()) return failures;
         std::string all;
         for (const auto& c : missing)
             all += (all.empty() ? "+" : " +") + c;
-        std::string path = join(dir, "cgroup.subtree_control");
+        std::string path = cgroup_path(dir, "cgroup.subtree_control");
         if (detail::write_file(path, all, plain_) == 0) return failures;
         for (const auto& c : missing)
             if (int err = detail::write_file(path, "+" + c, plain_))
@@ -379,7 +376,7 @@ private:
     std::string leaf_;
     bool plain_;
     std::set<std::string> available_;
-    std::vector<Failure> failures_;
+    std::vector<ControllerEnableError> failures_;
     std::vector<pid_t> moved_;
     std::vector<std::string> move_problems_;
 };

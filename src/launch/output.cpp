@@ -1,5 +1,6 @@
 #include "launch/output.hpp"
 
+#include "util/fs.hpp"
 #include "util/log.hpp"
 
 #include <cerrno>
@@ -39,27 +40,6 @@ void append_timestamp(std::string& out, std::chrono::system_clock::time_point t)
     int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
     if (n > 0) out.append(buf, static_cast<std::size_t>(n));
-}
-
-// Writes all of `data`, blocking. Copes with someone else having set
-// O_NONBLOCK on a shared file description by waiting for POLLOUT. Returns 0
-// or the errno that stopped it.
-int write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n > 0) {
-            data.remove_prefix(static_cast<std::size_t>(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = {fd, POLLOUT, 0};
-            if (::poll(&p, 1, -1) < 0 && errno != EINTR) return errno;
-            continue;
-        }
-        return n < 0 ? errno : EIO;
-    }
-    return 0;
 }
 
 } // namespace

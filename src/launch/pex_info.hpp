@@ -36,10 +36,18 @@
 // count, as in pex. When the deploy names its own module instead of the
 // PEX-INFO entry (pex's PEX_MODULE/PEX_SCRIPT), pex skips inject_args.
 //
+// Where the parts live: PEX-INFO, .layout.json, entry points, the pex
+// environment and build_sys_path() here; the distribution walk that
+// build_sys_path() composes in launch/distributions.hpp; PEP 508
+// requirements, markers and PythonTarget in launch/markers.hpp; wheel tags in
+// launch/wheel_tags.hpp; PEP 440 versions in launch/version.hpp.
+//
 // Error convention: functions return false and set `error` to a message that
 // names the file or key and the problem. Nothing here throws across the API
 // (std::bad_alloc aside). None of it is async-signal-safe; the functions that
 // read files block and belong on the thread pool, not the loop.
+
+#include "launch/markers.hpp"
 
 #include <map>
 #include <string>
@@ -114,18 +122,6 @@ struct InstalledWheelLayout {
 bool parse_layout_json(std::string_view text, std::string_view origin, InstalledWheelLayout& out,
                        std::string& error);
 
-// The interpreter a sys.path is built for. Used to evaluate Requires-Dist
-// markers and, when one project ships several wheels (multi-platform pex), to
-// pick the one whose tags fit. major == 0 means unknown: markers other than
-// `extra` then count as true and same-project wheels all stay.
-struct PythonTarget {
-    int major = 0;
-    int minor = 0;
-    int micro = -1;      // -1: unknown
-    std::string machine; // uname -m, e.g. "x86_64", "aarch64"
-    std::string implementation = "cpython";
-};
-
 // One extracted pex tree. `info` is borrowed and must outlive the call.
 struct PexTree {
     std::string root; // absolute path of the extracted tree
@@ -164,19 +160,5 @@ void apply_pex_environment(const PexInfo& info, std::map<std::string, std::strin
 // replacement field is an error, as it would be in pex (str.format).
 bool expand_inject_args(const PexInfo& info, const std::map<std::string, std::string>& env,
                         std::vector<std::string>& out, std::string& error);
-
-// PEP 503 project name normalisation ("Foo_Bar.baz" -> "foo-bar-baz"); exposed
-// for tests.
-std::string normalize_project_name(std::string_view name);
-
-// Evaluates a PEP 508 marker for `target` with the requesting requirement's
-// `extras` (normalised). Unknown variables or an unknown target count as true;
-// a marker that does not parse counts as true. Exposed for tests.
-bool marker_applies(std::string_view marker, const std::vector<std::string>& extras,
-                    const PythonTarget& target);
-
-// Tag fit of a wheel file name for `target`: -1 when it cannot run there,
-// otherwise a rank where higher is more specific. Exposed for tests.
-int wheel_tag_rank(std::string_view wheel_file_name, const PythonTarget& target);
 
 } // namespace hearth

@@ -13,7 +13,8 @@
 // filesystem (python_candidates only: stat/access/realpath) and never throws
 // except std::bad_alloc.
 
-#include <cstdint>
+#include "launch/version.hpp"
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,25 +85,8 @@ std::string implementation_name(std::string_view sys_implementation_name);
 // ANY of them does; an empty list matches every interpreter. Names compare
 // case-insensitively (pex compares exactly; "cpython>=3.8" silently matching
 // nothing helps nobody). The interpreter's version is its release
-// major.minor.micro, as in pex.
-
-struct Version {
-    std::uint64_t epoch = 0;
-    std::vector<std::uint64_t> release;
-    // Pre-release: kind 0 = a, 1 = b, 2 = rc; absent for a final release.
-    std::optional<std::pair<int, std::uint64_t>> pre;
-    std::optional<std::uint64_t> post;
-    std::optional<std::uint64_t> dev;
-    std::string local; // after '+', normalized to lower case; empty if none
-};
-
-struct Specifier {
-    enum class Op { eq, ne, le, ge, lt, gt, compatible, arbitrary };
-    Op op = Op::eq;
-    bool wildcard = false; // "==3.11.*" / "!=3.11.*"
-    Version version;       // unused for Op::arbitrary
-    std::string text;      // the version as written (what === compares)
-};
+// major.minor.micro, as in pex. Versions and specifiers are PEP 440's
+// (launch/version.hpp).
 
 struct Constraint {
     std::string text;           // as given, for messages
@@ -118,10 +102,6 @@ bool parse_constraint(std::string_view text, Constraint& out, std::string& err);
 // first bad one. Duplicates are kept (harmless for matching).
 bool parse_constraints(const std::vector<std::string>& texts, std::vector<Constraint>& out,
                        std::string& err);
-
-// Parses a PEP 440 version ("3.11", "1!2.0rc1.post2.dev3+local"); the public
-// part is what specifiers use. False and `err` set when it is not one.
-bool parse_version(std::string_view text, Version& out, std::string& err);
 
 // Whether `interp` satisfies this one constraint.
 bool matches(const Interpreter& interp, const Constraint& constraint);

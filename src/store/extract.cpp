@@ -2,6 +2,7 @@
 
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 #include <archive.h>
@@ -209,15 +210,6 @@ NameCheck split_name(std::string_view name, std::uint32_t max_depth) {
     return r;
 }
 
-std::string join(const std::vector<std::string_view>& parts, std::size_t n) {
-    std::string s;
-    for (std::size_t k = 0; k < n; ++k) {
-        if (k != 0) s += '/';
-        s.append(parts[k]);
-    }
-    return s;
-}
-
 // ---------------------------------------------------------------------------
 // The plan: every entry, checked, before anything is written.
 
@@ -262,29 +254,30 @@ struct Node {
     std::uint32_t index; // dir: into Plan::dirs; otherwise into Plan::entries
 };
 
-struct Failure {
+// The first failure of an extraction and the entry it concerns ("" when none).
+struct EntryError {
     ExtractError code = ExtractError::none;
     std::string entry;
     std::string message;
     int sys_errno = 0; // io: the failed call's errno
 };
 
-Failure failure(ExtractError code, const std::string& entry, const std::string& why) {
-    return Failure{code, entry, "entry '" + entry + "': " + why};
+EntryError failure(ExtractError code, const std::string& entry, const std::string& why) {
+    return EntryError{code, entry, "entry '" + entry + "': " + why};
 }
 
 // A destination-side system call failed with `err` ("entry '<name>': <what>:
 // <strerror>"). `what` is a literal so that nothing allocates (and perhaps
 // sets errno) while the caller's errno is read for `err`.
-Failure io_failure(const std::string& entry, const char* what, int err) {
-    return Failure{ExtractError::io, entry,
-                   "entry '" + entry + "': " + what + ": " + std::strerror(err), err};
+EntryError io_failure(const std::string& entry, const char* what, int err) {
+    return EntryError{ExtractError::io, entry,
+                      "entry '" + entry + "': " + what + ": " + std::strerror(err), err};
 }
 
-Failure open_dir_failure(const std::string& entry, const std::string& dir, int err) {
-    return Failure{ExtractError::io, entry,
-                   "entry '" + entry + "': open directory '" + dir + "': " + std::strerror(err),
-                   err};
+EntryError open_dir_failure(const std::string& entry, const std::string& dir, int err) {
+    return EntryError{ExtractError::io, entry,
+                      "entry '" + entry + "': open directory '" + dir + "': " + std::strerror(err),
+                      err};
 }
 
 struct Plan {
@@ -295,17 +288,19 @@ struct Plan {
     std::uint64_t declared = 0;
     std::uint64_t files = 0;
 
-    // Adds `e` (path already normalised into `parts`). Empty Failure if fine.
-    Failure add(Entry e, const std::vector<std::string_view>& parts) {
+    // Adds `e` (path already normalised into `parts`). Empty EntryError if fine.
+    EntryError add(Entry e, const std::vector<std::string_view>& parts) {
         const auto idx = static_cast<std::uint32_t>(entries.size());
         std::uint32_t parent = 0;
+        std::string prefix; // parts[0..k) joined with '/', grown one part per round
         for (std::size_t k = 1; k < parts.size(); ++k) {
-            std::string prefix = join(parts, k);
+            if (k > 1) prefix += '/';
+            prefix.append(parts[k - 1]);
             auto it = nodes.find(prefix);
             if (it == nodes.end()) {
                 const auto d = static_cast<std::uint32_t>(dirs.size());
                 nodes.emplace(prefix, Node{Kind::dir, d});
-                dirs.push_back(std::move(prefix));
+                dirs.push_back(prefix);
                 dir_entry.push_back(no_entry);
                 parent = d;
             } else if (it->second.kind == Kind::dir) {
@@ -364,7 +359,7 @@ struct Plan {
     // to the link's directory, through other links of the archive, where `..`
     // above the destination is an escape. Components that do not exist are
     // treated as directories, which can only refuse more.
-    Failure check_symlink(const Entry& e) const {
+    EntryError check_symlink(const Entry& e) const {
         if (e.link.empty())
             return failure(ExtractError::unsafe_entry, e.raw, "empty symlink target");
         if (e.link.size() >= PATH_MAX) {
@@ -465,19 +460,6 @@ int openat2_beneath(int dirfd, const char* path, int flags) {
     return static_cast<int>(r);
 }
 
-bool write_all(int fd, const char* p, std::size_t n) {
-    while (n > 0) {
-        ssize_t w = ::write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return true;
-}
-
 struct Run {
     const ExtractLimits& limits;
     const ExtractOptions& options;
@@ -490,12 +472,12 @@ struct Run {
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<bool> failed{false};
     std::mutex mu;
-    Failure first;
+    EntryError first;
 
     Run(const ExtractLimits& l, const ExtractOptions& o, int fd, std::int64_t size)
         : limits(l), options(o), archive_fd(fd), archive_size(size) {}
 
-    void fail(Failure f) {
+    void fail(EntryError f) {
         std::lock_guard<std::mutex> lock(mu);
         if (!failed.load(std::memory_order_relaxed)) {
             first = std::move(f);
@@ -533,6 +515,24 @@ struct Run {
 mode_t file_mode(const Run& run, bool exec) {
     if (run.options.read_only) return exec ? 0555 : 0444;
     return exec ? 0755 : 0644;
+}
+
+// The byte count past which extraction stops: the smaller of the safety
+// limit and the caller's budget.
+std::uint64_t byte_cap(const ExtractLimits& limits) {
+    return std::min(limits.max_bytes, limits.budget_bytes);
+}
+
+// The failure for data past byte_cap(): no_space when the budget is the cap
+// (the archive does not fit), limit when the safety limit is. `what` leads
+// the message ("extracted data exceeds").
+EntryError over_bytes(const ExtractLimits& limits, const std::string& entry, const char* what) {
+    if (limits.budget_bytes <= limits.max_bytes)
+        return failure(ExtractError::no_space, entry,
+                       std::string(what) + " the space budget of " +
+                           std::to_string(limits.budget_bytes) + " bytes");
+    return failure(ExtractError::limit, entry,
+                   std::string(what) + " " + std::to_string(limits.max_bytes) + " bytes");
 }
 
 std::string ratio_message(double ratio, std::uint64_t out, std::uint64_t in) {
@@ -575,9 +575,8 @@ bool write_file(Run& run, Reader& reader, const Entry& e, int dirfd) {
         }
         written += size;
         std::uint64_t total = run.bytes.fetch_add(size, std::memory_order_relaxed) + size;
-        if (total > run.limits.max_bytes) {
-            run.fail(ExtractError::limit, e.raw,
-                     "extracted data exceeds " + std::to_string(run.limits.max_bytes) + " bytes");
+        if (total > byte_cap(run.limits)) {
+            run.fail(over_bytes(run.limits, e.raw, "extracted data exceeds"));
             return false;
         }
         if (written > run.limits.ratio_min_size &&
@@ -585,8 +584,8 @@ bool write_file(Run& run, Reader& reader, const Entry& e, int dirfd) {
             run.fail(ExtractError::limit, e.raw, ratio_message(ratio, written, e.span));
             return false;
         }
-        if (!write_all(fd.get(), static_cast<const char*>(buf), size)) {
-            run.fail(io_failure(e.raw, "write", errno));
+        if (int err = write_all(fd.get(), std::string_view(static_cast<const char*>(buf), size))) {
+            run.fail(io_failure(e.raw, "write", err));
             return false;
         }
     }
@@ -626,7 +625,7 @@ void run_reader(Run& run, const std::vector<std::uint32_t>& mine) noexcept {
         Utf8Locale locale;
         Reader reader;
         if (std::string err = reader.open(run.archive_fd, run.archive_size); !err.empty()) {
-            run.fail(Failure{ExtractError::corrupt, "", "open archive: " + err});
+            run.fail(EntryError{ExtractError::corrupt, "", "open archive: " + err});
             return;
         }
         // Parent directories, direct-mapped: archives mostly list a directory's
@@ -672,15 +671,15 @@ void run_reader(Run& run, const std::vector<std::uint32_t>& mine) noexcept {
             if (!write_file(run, reader, e, parent)) return;
         }
     } catch (const std::exception& ex) {
-        run.fail(Failure{ExtractError::io, "", std::string("extraction: ") + ex.what()});
+        run.fail(EntryError{ExtractError::io, "", std::string("extraction: ") + ex.what()});
     }
 }
 
 // Walks every header once (skipping data) and checks the archive as a whole.
-Failure build_plan(Run& run, std::uint64_t& seen) {
+EntryError build_plan(Run& run, std::uint64_t& seen) {
     Reader reader;
     if (std::string err = reader.open(run.archive_fd, run.archive_size); !err.empty()) {
-        return Failure{ExtractError::corrupt, "", "not a readable zip archive: " + err};
+        return EntryError{ExtractError::corrupt, "", "not a readable zip archive: " + err};
     }
     const ExtractLimits& lim = run.limits;
     Plan& plan = run.plan;
@@ -694,8 +693,8 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
             // ARCHIVE_WARN included: a name that cannot be converted or local
             // and central headers that disagree are not things to guess about.
             const std::string what = "entry #" + std::to_string(seen + 1);
-            return Failure{ExtractError::corrupt, raw,
-                           (raw.empty() ? what : "entry '" + raw + "'") + ": " + reader.error()};
+            return EntryError{ExtractError::corrupt, raw,
+                              (raw.empty() ? what : "entry '" + raw + "'") + ": " + reader.error()};
         }
         ++seen;
         if (seen > lim.max_entries) {
@@ -742,7 +741,7 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
             }
             return failure(ExtractError::unsafe_entry, raw, "empty name");
         }
-        e.path = join(nc.parts, nc.parts.size());
+        e.path = join(nc.parts, "/");
         e.exec = (archive_entry_perm(ae) & 0111) != 0;
         e.mtime = archive_entry_mtime(ae);
         e.usize = archive_entry_size_is_set(ae) && archive_entry_size(ae) > 0
@@ -759,7 +758,7 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
                     std::string("hard link target '") + hard +
                         "': " + (tc.parts.empty() && tc.reason.empty() ? "empty name" : tc.reason));
             }
-            e.link = join(tc.parts, tc.parts.size());
+            e.link = join(tc.parts, "/");
         }
         // The seekable reader skips nothing here: the next header call seeks.
         e.start = reader.position();
@@ -767,13 +766,10 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
             // An early refusal on what the headers admit to; the real check
             // happens on the bytes produced.
             plan.declared += e.usize;
-            if (plan.declared > lim.max_bytes) {
-                return failure(ExtractError::limit, raw,
-                               "archive declares more than " + std::to_string(lim.max_bytes) +
-                                   " bytes");
-            }
+            if (plan.declared > byte_cap(lim))
+                return over_bytes(lim, raw, "archive declares more than");
         }
-        if (Failure f = plan.add(std::move(e), nc.parts); f.code != ExtractError::none) return f;
+        if (EntryError f = plan.add(std::move(e), nc.parts); f.code != ExtractError::none) return f;
     }
     for (std::size_t i = 0; i < plan.entries.size(); ++i) {
         Entry& e = plan.entries[i];
@@ -788,7 +784,7 @@ Failure build_plan(Run& run, std::uint64_t& seen) {
     }
     for (const Entry& e : plan.entries) {
         if (e.kind != Kind::symlink) continue;
-        if (Failure f = plan.check_symlink(e); f.code != ExtractError::none) return f;
+        if (EntryError f = plan.check_symlink(e); f.code != ExtractError::none) return f;
     }
     return {};
 }
@@ -842,7 +838,7 @@ unsigned choose_readers(const Plan& plan, unsigned threads) {
     return static_cast<unsigned>(n);
 }
 
-Failure make_dirs(Run& run) {
+EntryError make_dirs(Run& run) {
     const mode_t mode = 0755;
     for (std::size_t d = 1; d < run.plan.dirs.size(); ++d) {
         const std::string& path = run.plan.dirs[d];
@@ -860,7 +856,7 @@ Failure make_dirs(Run& run) {
     return {};
 }
 
-Failure make_links(Run& run) {
+EntryError make_links(Run& run) {
     // Hard links first: their targets resolve while the tree has no symlinks.
     for (int pass = 0; pass < 2; ++pass) {
         const Kind want = pass == 0 ? Kind::hardlink : Kind::symlink;
@@ -886,7 +882,7 @@ Failure make_links(Run& run) {
     return {};
 }
 
-Failure seal_dirs(Run& run) {
+EntryError seal_dirs(Run& run) {
     for (std::size_t d = 1; d < run.plan.dirs.size(); ++d) {
         if (::fchmodat(run.root, run.plan.dirs[d].c_str(), 0555, 0) != 0) {
             return io_failure(run.plan.dirs[d], "chmod", errno);
@@ -899,7 +895,11 @@ ExtractResult extract_impl(const std::string& archive, const std::string& dest,
                            const ExtractLimits& limits, unsigned threads,
                            const ExtractOptions& options, bool& created) {
     ExtractResult res;
-    const auto fail = [&res](Failure f) {
+    const auto fail = [&res](EntryError f) {
+        // A full disk or quota is no_space wherever on the destination side
+        // it struck, so callers never look at the errno text.
+        if (f.code == ExtractError::io && (f.sys_errno == ENOSPC || f.sys_errno == EDQUOT))
+            f.code = ExtractError::no_space;
         res.code = f.code;
         res.entry = std::move(f.entry);
         res.error = std::move(f.message);
@@ -912,23 +912,24 @@ ExtractResult extract_impl(const std::string& archive, const std::string& dest,
         // The archive is an input: a missing file is the caller's bad input.
         int err = errno;
         return fail(
-            Failure{ExtractError::io, "", "open " + archive + ": " + std::strerror(err), err});
+            EntryError{ExtractError::io, "", "open " + archive + ": " + std::strerror(err), err});
     }
     struct stat st {};
     if (::fstat(afd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-        return fail(Failure{ExtractError::io, "", archive + ": not a regular file"});
+        return fail(EntryError{ExtractError::io, "", archive + ": not a regular file"});
     }
 
     if (::mkdir(dest.c_str(), 0755) != 0) {
         int err = errno;
         return fail(
-            Failure{ExtractError::io, "", "create " + dest + ": " + std::strerror(err), err});
+            EntryError{ExtractError::io, "", "create " + dest + ": " + std::strerror(err), err});
     }
     created = true;
     Fd root(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!root) {
         int err = errno;
-        return fail(Failure{ExtractError::io, "", "open " + dest + ": " + std::strerror(err), err});
+        return fail(
+            EntryError{ExtractError::io, "", "open " + dest + ": " + std::strerror(err), err});
     }
 
     Utf8Locale locale;
@@ -936,9 +937,9 @@ ExtractResult extract_impl(const std::string& archive, const std::string& dest,
     run.root = root.get();
     run.umask_bits = current_umask();
 
-    Failure f = build_plan(run, res.entries);
+    EntryError f = build_plan(run, res.entries);
     if (f.code != ExtractError::none) return fail(std::move(f));
-    if (Failure d = make_dirs(run); d.code != ExtractError::none) return fail(std::move(d));
+    if (EntryError d = make_dirs(run); d.code != ExtractError::none) return fail(std::move(d));
 
     const unsigned n = choose_readers(run.plan, threads);
     auto shares = split_work(run.plan, n, options.split);
@@ -959,9 +960,9 @@ ExtractResult extract_impl(const std::string& archive, const std::string& dest,
     res.bytes = run.bytes.load();
     if (run.failed.load()) return fail(std::move(run.first));
 
-    if (Failure l = make_links(run); l.code != ExtractError::none) return fail(std::move(l));
+    if (EntryError l = make_links(run); l.code != ExtractError::none) return fail(std::move(l));
     if (options.read_only) {
-        if (Failure s = seal_dirs(run); s.code != ExtractError::none) return fail(std::move(s));
+        if (EntryError s = seal_dirs(run); s.code != ExtractError::none) return fail(std::move(s));
     }
     return res;
 }

@@ -43,12 +43,19 @@
 
 namespace hearth {
 
+// Two kinds of byte cap. `max_bytes` is a safety limit on the archive: going
+// over it means the archive is hostile or broken (ExtractError::limit).
+// `budget_bytes` is the room the caller has for the output (the store's byte
+// budget): going over it means the archive does not fit, not that it is bad
+// (ExtractError::no_space). When one amount of data passes both, the smaller
+// cap decides; with equal caps, the budget.
 struct ExtractLimits {
-    std::uint64_t max_entries = 1'000'000;  // archive entries, any type
-    std::uint64_t max_bytes = 16ULL << 30;  // total bytes written
-    double max_ratio = 200.0;               // uncompressed / compressed, per entry
-    std::uint64_t ratio_min_size = 1 << 20; // entries up to this size skip the ratio check
-    std::uint32_t max_depth = 256;          // path components per entry
+    std::uint64_t max_entries = 1'000'000;   // archive entries, any type
+    std::uint64_t max_bytes = 16ULL << 30;   // total bytes written
+    std::uint64_t budget_bytes = UINT64_MAX; // room for the output
+    double max_ratio = 200.0;                // uncompressed / compressed, per entry
+    std::uint64_t ratio_min_size = 1 << 20;  // entries up to this size skip the ratio check
+    std::uint32_t max_depth = 256;           // path components per entry
 };
 
 struct ExtractOptions {
@@ -68,9 +75,10 @@ struct ExtractOptions {
 enum class ExtractError {
     none,
     unsafe_entry, // path, type, link or duplicate refused
-    limit,        // entries, bytes, ratio or depth over the limits
+    limit,        // entries, max_bytes, ratio or depth over the limits
     corrupt,      // libarchive: truncated, bad CRC, bad header, not a zip
-    io,           // the destination side: ENOSPC, EEXIST on dest, EMFILE, ...
+    io,           // the destination side: EEXIST on dest, EMFILE, EACCES, ...
+    no_space,     // over budget_bytes (sys_errno 0), or ENOSPC/EDQUOT (sys_errno set)
 };
 
 struct ExtractResult {
@@ -79,7 +87,8 @@ struct ExtractResult {
     std::string entry;         // the offending entry's name as stored, if any
     std::uint64_t entries = 0; // archive entries seen (all types)
     std::uint64_t bytes = 0;   // bytes of file data written
-    int sys_errno = 0;         // io: the errno of the failed call (ENOSPC, EDQUOT, EMFILE, ...)
+    int sys_errno = 0;         // io, no_space: the errno of the failed call (EMFILE, ENOSPC,
+                               // EDQUOT, ...); 0 for no_space over budget_bytes
     bool ok() const noexcept { return code == ExtractError::none; }
 };
 

@@ -69,24 +69,6 @@ StoreResult not_open() {
     return failed(StoreStatus::io_error, "store is not open");
 }
 
-// mkdir -p with 0755; existing directories are fine.
-bool make_dirs(const std::string& path, int& err) {
-    std::string cur;
-    std::size_t i = 0;
-    while (i <= path.size()) {
-        std::size_t j = path.find('/', i);
-        if (j == std::string::npos) j = path.size();
-        cur = path.substr(0, j);
-        i = j + 1;
-        if (cur.empty()) continue; // leading '/'
-        if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-            err = errno;
-            return false;
-        }
-    }
-    return true;
-}
-
 Fd open_dir(int at, const char* path) {
     return Fd(::openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
 }
@@ -178,11 +160,18 @@ std::vector<std::string> list_digests(int fd) noexcept {
     return out;
 }
 
-// The StoreResult for a failed extraction, with `error` as its message.
+// The StoreResult for a failed extraction, with `error` as its message:
+// no_space for ExtractError::no_space (over the caller's budget, or ENOSPC/
+// EDQUOT), io_error/no_space by errno for io, bad_archive for the archive's
+// own faults (unsafe_entry, limit, corrupt).
 StoreResult extract_failure(const ExtractResult& x, std::string error) {
-    if (x.code != ExtractError::io) return failed(StoreStatus::bad_archive, std::move(error));
-    StoreResult r = failed(status_for_errno(x.sys_errno), std::move(error));
-    r.sys_errno = x.sys_errno;
+    StoreStatus status = StoreStatus::bad_archive;
+    if (x.code == ExtractError::no_space)
+        status = StoreStatus::no_space;
+    else if (x.code == ExtractError::io)
+        status = status_for_errno(x.sys_errno);
+    StoreResult r = failed(status, std::move(error));
+    if (status != StoreStatus::bad_archive) r.sys_errno = x.sys_errno;
     return r;
 }
 
@@ -389,7 +378,12 @@ StoreResult Store::open() noexcept {
         if (is_open()) return failed(StoreStatus::io_error, "store " + dir_ + " is already open");
         int err = 0;
         for (const char* sub : {"/blobs/sha256", "/trees/sha256", "/tmp"}) {
-            if (!make_dirs(dir_ + sub, err)) return io_failure("create", dir_ + sub, err);
+            if (Status made = make_dirs(dir_ + sub); !made) {
+                StoreResult f =
+                    failed(status_for_errno(made.error().sys_errno), made.error().message);
+                f.sys_errno = made.error().sys_errno;
+                return f;
+            }
         }
         Fd lock(::open((dir_ + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
         if (!lock) return io_failure("open", dir_ + "/lock", errno);
@@ -619,6 +613,7 @@ StoreResult Store::unpack_wheels(const std::string& tree, ExtractLimits& budget,
         }
         budget.max_entries -= std::min(budget.max_entries, x.entries);
         budget.max_bytes -= std::min(budget.max_bytes, x.bytes);
+        budget.budget_bytes -= std::min(budget.budget_bytes, x.bytes);
         if (::chmod(dest.c_str(), 0555) != 0) return io_failure("chmod", dest, errno);
     }
     for (const char* d : {".hearth/wheels", ".hearth"}) {
@@ -667,6 +662,7 @@ StoreResult Store::ensure_tree(std::string_view hex_in, const ExtractLimits& lim
         ExtractLimits budget = limits;
         budget.max_entries -= std::min(budget.max_entries, x.entries);
         budget.max_bytes -= std::min(budget.max_bytes, x.bytes);
+        budget.budget_bytes -= std::min(budget.budget_bytes, x.bytes);
         StoreResult w = unpack_wheels(work, budget, threads, r);
         if (!w.ok()) {
             w.error = "extract sha256:" + hex + ": " + w.error;

@@ -40,8 +40,10 @@
 //
 // Disk full: any failure caused by ENOSPC or EDQUOT (writing, creating,
 // renaming, extracting) reports StoreStatus::no_space instead of io_error,
-// with the path in the message and the errno in StoreResult::sys_errno. As
-// with every failure, the call's partial work in tmp/ is gone when it returns.
+// with the path in the message and the errno in StoreResult::sys_errno. An
+// extraction over the byte budget its caller passes (ExtractLimits::
+// budget_bytes) is no_space too, with sys_errno 0. As with every failure,
+// the call's partial work in tmp/ is gone when it returns.
 
 #include "store/extract.hpp"
 #include "store/sha256.hpp"
@@ -67,7 +69,8 @@ enum class StoreStatus {
     not_found,       // the blob (for ensure_tree) or the source file is missing
     bad_archive,     // extraction refused the blob (unsafe, over limits, corrupt)
     io_error,        // anything else: EACCES, EIO, store not open, ...
-    no_space,        // the filesystem is full (ENOSPC) or the quota is (EDQUOT)
+    no_space,        // ENOSPC/EDQUOT (sys_errno set), or over the caller's byte budget
+                     // (sys_errno 0)
 };
 
 // "ok", "invalid_digest", ..., "no_space". Static strings.
@@ -195,7 +198,11 @@ public:
     // first: ok with hit=true. An archive that already has `.hearth` and
     // raw wheels is refused (bad_archive): that name is hearth's. Hits and
     // publishes touch() the tree; an extraction touches the blob it read.
-    // A full disk or quota during extraction (ENOSPC, EDQUOT) is no_space.
+    // Failures by cause: a full disk or quota anywhere (ENOSPC, EDQUOT) is
+    // no_space with sys_errno set; output past `limits.budget_bytes` (the
+    // caller's byte budget, shared with the wheels) is no_space with
+    // sys_errno 0; an archive past its own safety limits (max_bytes,
+    // max_entries, ratio, depth), unsafe or corrupt is bad_archive.
     StoreResult ensure_tree(std::string_view hex, const ExtractLimits& limits = {},
                             unsigned threads = 1) noexcept;
 

@@ -1,5 +1,7 @@
 #include "util/units.hpp"
 
+#include "util/text.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <cstddef>
@@ -17,13 +19,9 @@ std::string show(const nlohmann::json& v) {
     return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
+// Values are typed by people on one line: blanks around them are fine, a
+// line break inside a value is not.
+constexpr std::string_view blanks = " \t";
 
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
@@ -87,7 +85,7 @@ std::string unit_hint(std::string_view suffix) {
 }
 
 bool parse_bytes_string(std::string_view text, std::uint64_t& out, std::string& why) {
-    std::string_view s = trim(text);
+    std::string_view s = trim(text, blanks);
     if (s.empty()) {
         why = "empty string";
         return false;
@@ -129,7 +127,7 @@ bool parse_bytes_string(std::string_view text, std::uint64_t& out, std::string& 
             return false;
         }
     }
-    std::string_view suffix = trim(s.substr(i)); // "1 Gi" reads fine too
+    std::string_view suffix = trim(s.substr(i), blanks); // "1 Gi" reads fine too
     std::uint64_t mult = 0;
     if (!lookup_unit(suffix, mult)) {
         if (!suffix.empty() && (suffix[0] == 'e' || suffix[0] == 'E') && suffix.size() > 1 &&
@@ -193,7 +191,7 @@ bool parse_cpus(const nlohmann::json& v, double& out, std::string& err) {
     if (v.is_number()) {
         value = v.get<double>();
     } else if (v.is_string()) {
-        std::string_view s = trim(v.get_ref<const std::string&>());
+        std::string_view s = trim(v.get_ref<const std::string&>(), blanks);
         bool milli = !s.empty() && s.back() == 'm';
         if (milli) s.remove_suffix(1);
         // Only plain decimals: from_chars alone would also take "inf", "nan",

@@ -1,5 +1,7 @@
 #include "init/spawn.hpp"
 #include "isolation/cgroup.hpp"
+#include "isolation/cgroup_internal.hpp"
+#include "util/fs.hpp"
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -24,6 +26,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The content of `path`, or `fallback` when it cannot be read.
+std::string text_or(const std::string& path, std::string fallback) {
+    auto text = hearth::read_file(path);
+    return text ? std::move(text).value() : std::move(fallback);
+}
+
 // ---------------------------------------------------------------------------
 // Fake cgroupfs trees: plain files under a temporary directory.
 
@@ -38,14 +46,12 @@ struct TempTree {
         std::error_code ec;
         fs::remove_all(root, ec);
     }
-    std::string path(const std::string& rel) const { return detail::join(root, rel); }
+    std::string path(const std::string& rel) const { return detail::cgroup_path(root, rel); }
     void put(const std::string& rel, const std::string& text) const {
         fs::create_directories(fs::path(path(rel)).parent_path());
         std::ofstream(path(rel), std::ios::trunc) << text;
     }
-    std::string get(const std::string& rel) const {
-        return detail::read_file(path(rel)).value_or("<missing>");
-    }
+    std::string get(const std::string& rel) const { return text_or(path(rel), "<missing>"); }
 };
 
 const char* v2_mountinfo = "24 1 0:22 / / rw,relatime - overlay overlay rw\n"
@@ -212,8 +218,11 @@ TEST_CASE("keyed files and helpers", "[cgroup]") {
     CHECK(detail::keyed_value("low 0\nhigh 2\nmax 5\noom 1\noom_kill 1\n", "oom") == 1u);
     CHECK(detail::keyed_value("low 0\nhigh 2\nmax 5\noom 1\noom_kill 7\n", "oom_kill") == 7u);
     CHECK_FALSE(detail::keyed_value("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"));
-    CHECK(detail::join("/a/", "/b/") == "/a/b");
-    CHECK(detail::join("/a", "") == "/a");
+    CHECK(detail::cgroup_path("/a/", "/b/") == "/a/b");
+    CHECK(detail::cgroup_path("/a", "") == "/a");
+    CHECK(detail::cgroup_path("", "/sys/fs/cgroup/") == "/sys/fs/cgroup");
+    CHECK(detail::cgroup_path("", "") == "/");
+    CHECK(detail::cgroup_path("/", "envs") == "/envs");
 }
 
 // ---------------------------------------------------------------------------
@@ -578,7 +587,7 @@ TEST_CASE("v1 fake: limit files, placement in every hierarchy, stats, OOM counte
     CHECK(cg->procs_paths().size() == 5); // memory, cpu, cpuacct, pids, freezer
     CHECK(cg->place(31337) == 0);
     for (const auto& p : cg->procs_paths())
-        CHECK(detail::read_file(p) == "31337");
+        CHECK(text_or(p, "<missing>") == "31337");
 
     t.put(mem + "memory.usage_in_bytes", "4096\n");
     t.put(mem + "memory.max_usage_in_bytes", "8192\n");
@@ -717,8 +726,8 @@ bool must_work() {
     } while (0)
 
 Layout real_layout() {
-    auto mi = detail::read_file("/proc/self/mountinfo");
-    auto cg = detail::read_file("/proc/self/cgroup");
+    auto mi = hearth::read_file("/proc/self/mountinfo");
+    auto cg = hearth::read_file("/proc/self/cgroup");
     if (!mi || !cg) return {};
     return detect(*mi, *cg);
 }
@@ -734,11 +743,11 @@ struct TestParent {
         static int counter = 0;
         name = "hearth-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
         for (const auto& [c, h] : layout.v1) {
-            std::string d = detail::join(h.self, name);
+            std::string d = detail::cgroup_path(h.self, name);
             if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
         }
         if (!layout.unified_mount.empty()) {
-            unified = detail::join(layout.unified_self, name);
+            unified = detail::cgroup_path(layout.unified_self, name);
             dirs.push_back(unified);
         }
     }
@@ -813,7 +822,7 @@ struct Child {
 bool gone_or_zombie(pid_t pid) {
     for (int i = 0; i < 200; ++i) {
         if (::kill(pid, 0) < 0 && errno == ESRCH) return true;
-        auto stat = detail::read_file("/proc/" + std::to_string(pid) + "/stat");
+        auto stat = hearth::read_file("/proc/" + std::to_string(pid) + "/stat");
         if (stat) {
             auto close = stat->rfind(')');
             if (close != std::string::npos && stat->size() > close + 2 && (*stat)[close + 2] == 'Z')
@@ -902,8 +911,8 @@ TEST_CASE("real: placement in every hierarchy, kill_all reaches a setsid escapee
     INFO(driver->describe().dump());
     REAL_PREREQ(driver->mode() != Mode::none, "cgroups unusable here");
     // envs is a non-root cgroup2 directory: it has cgroup.kill where the kernel does (5.14+).
-    bool has_kill =
-        !parent.unified.empty() && detail::exists(detail::join(parent.unified, "envs/cgroup.kill"));
+    bool has_kill = !parent.unified.empty() &&
+                    detail::exists(detail::cgroup_path(parent.unified, "envs/cgroup.kill"));
     escapee_scenario(*driver, has_kill ? "cgroup.kill" : "freezer");
 }
 
@@ -1066,7 +1075,7 @@ TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup",
     REAL_PREREQ(!layout.unified_mount.empty(), "no writable cgroup2 mount");
     TestParent parent(layout);
     std::string own = parent.unified; // plays hearth's own cgroup
-    REQUIRE(detail::make_dirs(own) == 0);
+    REQUIRE(make_dirs(own).ok());
     std::string rel = own.substr(layout.unified_mount.size());
 
     // A process that plays hearth, so the test binary itself never moves.
@@ -1079,9 +1088,10 @@ TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup",
             for (;;)
                 ::pause();
         }
-        if (detail::write_file(detail::join(own, "cgroup.procs"), std::to_string(::getpid()),
+        if (detail::write_file(detail::cgroup_path(own, "cgroup.procs"), std::to_string(::getpid()),
                                false) ||
-            detail::write_file(detail::join(own, "cgroup.procs"), std::to_string(sleeper), false))
+            detail::write_file(detail::cgroup_path(own, "cgroup.procs"), std::to_string(sleeper),
+                               false))
             code = 10;
         Layout l = layout;
         l.mode = Mode::v2;
@@ -1090,14 +1100,14 @@ TEST_CASE("real: v2 leaf move of hearth and an extra pid out of its own cgroup",
         Config c;
         c.extra_pids = {sleeper};
         auto driver = code ? nullptr : open(l, c);
-        auto self_cg = detail::read_file("/proc/self/cgroup").value_or("");
-        auto sleeper_cg =
-            detail::read_file("/proc/" + std::to_string(sleeper) + "/cgroup").value_or("");
+        auto self_cg = text_or("/proc/self/cgroup", "");
+        auto sleeper_cg = text_or("/proc/" + std::to_string(sleeper) + "/cgroup", "");
         if (!code && driver->mode() != Mode::v2) code = 11;
         if (!code && self_cg.find("0::" + rel + "/hearth\n") == std::string::npos) code = 12;
         if (!code && sleeper_cg.find("0::" + rel + "/hearth\n") == std::string::npos) code = 13;
-        if (!code && !detail::exists(detail::join(own, "envs"))) code = 14;
-        if (!code && driver->describe().value("leaf", "") != detail::join(own, "hearth")) code = 15;
+        if (!code && !detail::exists(detail::cgroup_path(own, "envs"))) code = 14;
+        if (!code && driver->describe().value("leaf", "") != detail::cgroup_path(own, "hearth"))
+            code = 15;
         ::kill(sleeper, SIGKILL);
         ::waitpid(sleeper, nullptr, 0);
         ::_exit(code);
@@ -1209,10 +1219,8 @@ TEST_CASE("real: spawn puts the child in its cgroup before exec (self-placement,
     REQUIRE(::waitpid(r.pid, &status, 0) == r.pid);
     CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
     CHECK(busy->pids().empty());
-    CHECK(
-        detail::read_file(layout.unified_mount + "/" + parent.name + "/envs/killed-2/cgroup.events")
-            .value_or("")
-            .find("populated 0") != std::string::npos);
+    CHECK(text_or(layout.unified_mount + "/" + parent.name + "/envs/killed-2/cgroup.events", "")
+              .find("populated 0") != std::string::npos);
     CHECK(busy->remove().removed);
 }
 

@@ -154,7 +154,7 @@ struct Harness {
         server->add_method("echo",
                            [](const json& p, control::Reply r, const auto&) { r.result(p); });
         server->add_method("fail", [](const json&, control::Reply, const auto&) {
-            throw rpc::Failure(rpc::invalid_params, "params.location: expected a string");
+            throw rpc::RpcError(rpc::invalid_params, "params.location: expected a string");
         });
         server->add_method("need_location", [](const json& p, control::Reply r, const auto&) {
             r.result({{"location", rpc::require_string(p, "location")}});
@@ -168,7 +168,7 @@ struct Harness {
         server->add_method("forget", [](const json&, control::Reply, const auto&) {});
         server->add_method("reply_then_throw", [](const json&, control::Reply r, const auto&) {
             r.result("first");
-            throw rpc::Failure(rpc::internal_error, "too late");
+            throw rpc::RpcError(rpc::internal_error, "too late");
         });
         server->add_method("note", [this](const json& p, control::Reply r, const auto&) {
             ++note_calls;
@@ -286,11 +286,11 @@ namespace {
 std::string failure_message(const std::function<void()>& f) {
     try {
         f();
-    } catch (const rpc::Failure& e) {
+    } catch (const rpc::RpcError& e) {
         CHECK(e.error().code == rpc::invalid_params);
         return e.what();
     }
-    FAIL("no rpc::Failure thrown");
+    FAIL("no rpc::RpcError thrown");
     return "";
 }
 } // namespace

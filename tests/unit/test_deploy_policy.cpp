@@ -27,7 +27,7 @@ json base() {
 std::string rejection(const json& params, const DeployPolicy& policy = {}) {
     try {
         parse_deploy_params(params, policy);
-    } catch (const rpc::Failure& f) {
+    } catch (const rpc::RpcError& f) {
         CHECK(f.error().code == rpc::invalid_params);
         return f.error().message;
     }

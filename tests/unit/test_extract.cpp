@@ -1,8 +1,10 @@
+#include "small_tmpfs.hpp"
 #include "store/extract.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -624,4 +626,75 @@ TEST_CASE("remove_all handles read-only trees and does not follow links", "[extr
     CHECK_FALSE(fs::exists(victim));
     CHECK(file_text(keep + "/precious") == "x");
     CHECK(remove_all(victim).ok()); // missing is fine
+}
+
+TEST_CASE("the caller's byte budget is no_space, the archive's byte limit is limit", "[extract]") {
+    const std::string two = make_zip({{"a", std::string(600, 'a')}, {"b", std::string(600, 'b')}});
+    ZEntry liar{"liar", std::string(300 << 10, 'z')};
+    liar.declared_size = 10;
+    const std::string lying = make_zip({liar});
+
+    SECTION("over the budget, by the headers") {
+        ExtractLimits lim;
+        lim.budget_bytes = 1000;
+        auto r = expect_refused(two, "b", lim);
+        CHECK(r.code == ExtractError::no_space);
+        CHECK(r.sys_errno == 0);
+        CHECK(r.error.find("budget of 1000 bytes") != std::string::npos);
+    }
+    SECTION("over the budget, by the bytes produced") {
+        ExtractLimits lim;
+        lim.budget_bytes = 64 << 10;
+        auto r = expect_refused(lying, "liar", lim);
+        CHECK(r.code == ExtractError::no_space);
+        CHECK(r.sys_errno == 0);
+    }
+    SECTION("the smaller cap decides") {
+        ExtractLimits lim;
+        lim.max_bytes = 1000;
+        lim.budget_bytes = 2000;
+        CHECK(expect_refused(two, "b", lim).code == ExtractError::limit);
+        CHECK(expect_refused(lying, "liar", lim).code == ExtractError::limit);
+        lim.max_bytes = 2000;
+        lim.budget_bytes = 1000;
+        CHECK(expect_refused(two, "b", lim).code == ExtractError::no_space);
+        CHECK(expect_refused(lying, "liar", lim).code == ExtractError::no_space);
+    }
+    SECTION("equal caps: the archive does not fit") {
+        ExtractLimits lim;
+        lim.max_bytes = 1000;
+        lim.budget_bytes = 1000;
+        CHECK(expect_refused(two, "b", lim).code == ExtractError::no_space);
+    }
+    SECTION("within both") {
+        TempDir t;
+        write_file(t.path + "/a.zip", two);
+        ExtractLimits lim;
+        lim.max_bytes = 1200;
+        lim.budget_bytes = 1200;
+        ExtractResult r = extract_zip(t.path + "/a.zip", t.path + "/out", lim);
+        INFO(r.error);
+        CHECK(r.ok());
+        CHECK(r.bytes == 1200);
+    }
+}
+
+TEST_CASE("a full filesystem is no_space with ENOSPC", "[extract]") {
+    TempDir t;
+    const std::string archive = t.path + "/a.zip";
+    write_file(archive, make_zip({{"small", "x"}, {"big", std::string(256 << 10, 'b')}}));
+    SmallTmpfs disk(t.path + "/mnt", "64k");
+    if (!disk.mounted()) {
+        WARN(disk.error() << "; nothing to check");
+        return;
+    }
+    for (unsigned threads : {1u, 4u}) {
+        const std::string out = disk.path() + "/out" + std::to_string(threads);
+        ExtractResult r = extract_zip(archive, out, {}, threads);
+        INFO(r.error);
+        CHECK(r.code == ExtractError::no_space);
+        CHECK(r.sys_errno == ENOSPC);
+        CHECK(r.entry == "big");
+        CHECK_FALSE(fs::exists(out));
+    }
 }

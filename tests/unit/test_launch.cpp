@@ -135,7 +135,7 @@ json good_params() {
 std::string rejection(const json& params) {
     try {
         parse_deploy_params(params);
-    } catch (const rpc::Failure& f) {
+    } catch (const rpc::RpcError& f) {
         CHECK(f.error().code == rpc::invalid_params);
         return f.error().message;
     }

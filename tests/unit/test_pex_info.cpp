@@ -211,49 +211,6 @@ TEST_CASE("parse_layout_json", "[pex_info]") {
     CHECK_THAT(error, Catch::StartsWith("F:"));
 }
 
-TEST_CASE("project names, markers and wheel tags", "[pex_info]") {
-    CHECK(hearth::normalize_project_name("Foo_Bar..baz-") == "foo-bar-baz");
-    CHECK(hearth::normalize_project_name("hearth_sample-fmt") == "hearth-sample-fmt");
-
-    const hearth::PythonTarget py311{3, 11, 2, "x86_64"};
-    const hearth::PythonTarget unknown{};
-    using hearth::marker_applies;
-    CHECK(marker_applies("", {}, py311));
-    CHECK(marker_applies("extra == 'socks'", {"socks"}, py311));
-    CHECK_FALSE(marker_applies("extra == 'socks'", {}, py311));
-    CHECK_FALSE(marker_applies("extra == \"Socks_X\"", {"other"}, unknown));
-    CHECK(marker_applies("extra == \"Socks_X\"", {"socks-x"}, unknown));
-    CHECK(marker_applies("python_version >= '3.8'", {}, py311));
-    CHECK_FALSE(marker_applies("python_version < \"3.8\"", {}, py311));
-    CHECK(marker_applies("python_version < \"3.8\"", {}, unknown)); // unknown counts as true
-    CHECK_FALSE(marker_applies("'3.12' <= python_version", {}, py311));
-    CHECK(marker_applies("python_full_version == '3.11.*'", {}, py311));
-    CHECK_FALSE(marker_applies("python_version ~= '3.12'", {}, py311));
-    CHECK_FALSE(marker_applies("sys_platform == 'win32'", {}, unknown));
-    CHECK(marker_applies("sys_platform == 'win32' or (platform_machine == 'x86_64' and "
-                         "python_version > '3.9')",
-                         {}, py311));
-    CHECK_FALSE(
-        marker_applies("(extra == 'a' or extra == 'b') and os_name != 'posix'", {"a"}, py311));
-    CHECK(marker_applies("'linux' in sys_platform", {}, unknown));
-    CHECK(marker_applies("this is not a marker ((", {}, py311));
-
-    using hearth::wheel_tag_rank;
-    CHECK(wheel_tag_rank("a-1-py3-none-any.whl", unknown) == 0);
-    const int any = wheel_tag_rank("a-1-py3-none-any.whl", py311);
-    const int abi3 = wheel_tag_rank("a-1-cp38-abi3-manylinux_2_17_x86_64.whl", py311);
-    const int exact =
-        wheel_tag_rank("a-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", py311);
-    CHECK(any >= 0);
-    CHECK(abi3 > any);
-    CHECK(exact > abi3);
-    CHECK(wheel_tag_rank("a-1-cp310-cp310-manylinux_2_17_x86_64.whl", py311) < 0);
-    CHECK(wheel_tag_rank("a-1-cp311-cp311-manylinux_2_17_aarch64.whl", py311) < 0);
-    CHECK(wheel_tag_rank("a-1-cp311-cp311-macosx_11_0_arm64.whl", py311) < 0);
-    CHECK(wheel_tag_rank("a-1-py2.py3-none-any.whl", py311) >= 0);
-    CHECK(wheel_tag_rank("a-1-py312-none-any.whl", py311) < 0);
-}
-
 TEST_CASE("build_sys_path follows pex's activation order", "[pex_info]") {
     TempDir dir;
     const fs::path src = dir.path() / "src";

@@ -1,3 +1,4 @@
+#include "small_tmpfs.hpp"
 #include "store/extract.hpp"
 #include "store/sha256.hpp"
 #include "store/store.hpp"
@@ -487,4 +488,87 @@ TEST_CASE("open removes misnamed and mistyped entries under blobs/ and trees/", 
     CHECK(file_text(s.tree_path(good) + "/pkg/m.py") == "x");
     CHECK(fs::exists("/etc/passwd")); // links removed, never followed
     CHECK(names_in(state + "/tmp").empty());
+}
+
+TEST_CASE("ensure_tree reports the caller's byte budget as no_space", "[store]") {
+    TempDir t;
+    Store s(t.path + "/state", fast());
+    REQUIRE(s.open().ok());
+    auto [pex, hex] = pex_with_wheel(t.path);
+    REQUIRE(s.import_file(pex, hex).ok());
+    // What the pex and its wheel need, measured by extracting once.
+    StoreResult full = s.ensure_tree(hex);
+    REQUIRE(full.ok());
+    const std::uint64_t need = full.bytes;
+    REQUIRE(s.remove_tree(hex).ok());
+
+    const auto tree_with = [&](std::uint64_t max_bytes, std::uint64_t budget_bytes) {
+        ExtractLimits lim;
+        lim.max_bytes = max_bytes;
+        lim.budget_bytes = budget_bytes;
+        StoreResult r = s.ensure_tree(hex, lim);
+        UNSCOPED_INFO(r.error);
+        return r;
+    };
+    SECTION("the pex itself does not fit") {
+        StoreResult r = tree_with(need, 10);
+        CHECK(r.status == StoreStatus::no_space);
+        CHECK(r.sys_errno == 0);
+    }
+    SECTION("the budget is shared with the raw wheels") {
+        StoreResult r = tree_with(need, need - 1); // the pex fits, its wheel (last) does not
+        CHECK(r.status == StoreStatus::no_space);
+        CHECK(r.sys_errno == 0);
+        CHECK(r.entry.rfind(".deps/requests-2.0-py3-none-any.whl", 0) == 0);
+    }
+    SECTION("the archive's own byte limit stays bad_archive") {
+        StoreResult r = tree_with(need - 1, need * 2);
+        CHECK(r.status == StoreStatus::bad_archive);
+        CHECK(r.sys_errno == 0);
+    }
+    SECTION("exactly enough") {
+        CHECK(tree_with(need, need).ok());
+    }
+    if (!s.has_tree(hex)) CHECK(names_in(t.path + "/state/trees/sha256").empty());
+    CHECK(names_in(t.path + "/state/tmp").empty());
+}
+
+TEST_CASE("a full filesystem is no_space with ENOSPC for imports and trees", "[store]") {
+    TempDir t;
+    SmallTmpfs disk(t.path + "/mnt", "256k");
+    if (!disk.mounted()) {
+        WARN(disk.error() << "; nothing to check");
+        return;
+    }
+    Store s(disk.path() + "/state", fast());
+    REQUIRE(s.open().ok());
+
+    SECTION("import") {
+        const std::string big(512 << 10, 'i');
+        write_file(t.path + "/big.pex", big);
+        StoreResult r = s.import_file(t.path + "/big.pex", sha256_hex(big));
+        INFO(r.error);
+        CHECK(r.status == StoreStatus::no_space);
+        CHECK(r.sys_errno == ENOSPC);
+        CHECK(s.list_blobs().empty());
+    }
+    SECTION("extraction") {
+        // Deflated: 1 MiB of one byte is a blob of about a kilobyte, which
+        // fits, and a tree that does not.
+        const std::string pex = make_zip(
+            t.path + "/p.zip", {{"PEX-INFO", "{}"}, {"big.bin", std::string(1 << 20, 'z')}}, false,
+            "#!/usr/bin/env python3\n");
+        write_file(t.path + "/p.pex", pex);
+        const std::string hex = sha256_hex(pex);
+        REQUIRE(s.import_file(t.path + "/p.pex", hex).ok());
+        ExtractLimits lim;
+        lim.max_ratio = 1e9; // the point is the disk, not the ratio
+        StoreResult r = s.ensure_tree(hex, lim);
+        INFO(r.error);
+        CHECK(r.status == StoreStatus::no_space);
+        CHECK(r.sys_errno == ENOSPC);
+        CHECK(r.entry == "big.bin");
+        CHECK_FALSE(s.has_tree(hex));
+    }
+    CHECK(names_in(disk.path() + "/state/tmp").empty());
 }
