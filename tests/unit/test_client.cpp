@@ -205,6 +205,16 @@ TEST_CASE("parse_args: socket resolution and global options after the command", 
     CHECK(parse({"status"}, "").args.socket == "/run/hearth/control.sock");
     CHECK(parse({"status"}, "/tmp/h.sock").args.socket == "/tmp/h.sock");
     CHECK(parse({"status", "--socket", "/x.sock"}, "/tmp/h.sock").args.socket == "/x.sock");
+    // HEARTH_SOCKET is the only variable hearthctl reads.
+    const hearth::cli::Env others = {{"HEARTH_JSON", "1"},
+                                     {"HEARTH_TIMEOUT", "bogus"},
+                                     {"HEARTH_STATE_DIR", "/s"},
+                                     {"HEARTH_LOCATION", "x"}};
+    auto o = ctl::parse_args({"status"}, others);
+    REQUIRE(o.ok());
+    CHECK_FALSE(o.args.json);
+    CHECK(o.args.timeout_s == ctl::kDefaultTimeoutS);
+    CHECK(o.args.socket == ctl::kDefaultSocket);
 
     auto r = parse({"status", "web", "--json", "--timeout=0"});
     REQUIRE(r.ok());
