@@ -54,9 +54,9 @@ struct Options {
 inline constexpr std::string_view kEnvPrefix = "HEARTH_";
 
 // Variables hearth sets for the revisions it starts (src/launch/launch.cpp),
-// plus HEARTH_RUNTIME_DIR, kept for the per-revision runtime directory the
-// operations issue plans. No option may be named so that its variable is
-// one of these (a unit test checks), and hearth reads none of them.
+// plus HEARTH_RUNTIME_DIR, set aside for a per-revision runtime directory.
+// No option may be named so that its variable is one of these (a unit test
+// checks), and hearth reads none of them.
 inline constexpr std::string_view kReservedEnv[] = {
     "HEARTH_LOCATION",     "HEARTH_REVISION",    "HEARTH_SYS_PATH",
     "HEARTH_INHERIT_PATH", "HEARTH_RUNTIME_DIR",

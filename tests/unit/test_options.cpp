@@ -1,4 +1,6 @@
 #include "daemon/options.hpp"
+#include "launch/launch.hpp"
+#include "launch/pex_info.hpp"
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -190,4 +192,36 @@ TEST_CASE("--help lists each option with its variable", "[options][env]") {
     CHECK(text.find("  -h, --help\n") != std::string::npos);
     CHECK(text.find("HEARTH_HELP") == std::string::npos);
     CHECK(text.find("HEARTH_VERSION") == std::string::npos);
+}
+
+TEST_CASE("the reserved names are the HEARTH_ variables revisions get", "[options][env]") {
+    // Every HEARTH_ variable a launch plan sets is listed as reserved in
+    // kReservedEnv (and in hearth(8)), for both runtimes.
+    PexInfo info;
+    info.entry_point = "app";
+    for (Runtime runtime : {Runtime::native, Runtime::pex}) {
+        LaunchInput in;
+        in.runtime = runtime;
+        in.python = "/usr/bin/python3";
+        in.boot_script = "/state/lib/hearth_boot.py";
+        in.source_tree = "/state/trees/sha256/aa";
+        in.deps_tree = "/state/trees/sha256/bb";
+        in.source_info = &info;
+        in.sys_path = {"/state/trees/sha256/aa"};
+        in.location = "web";
+        in.revision_id = "web-1";
+        in.scratch_dir = "/state/scratch/web-1";
+        LaunchPlan plan = plan_launch(in);
+        REQUIRE(plan.error.empty());
+        int seen = 0;
+        for (const std::string& kv : plan.env) {
+            if (kv.rfind("HEARTH_", 0) != 0) continue;
+            const std::string name = kv.substr(0, kv.find('='));
+            INFO(name);
+            CHECK(std::find(std::begin(kReservedEnv), std::end(kReservedEnv), name) !=
+                  std::end(kReservedEnv));
+            ++seen;
+        }
+        CHECK(seen >= 2); // at least HEARTH_LOCATION and HEARTH_REVISION
+    }
 }
