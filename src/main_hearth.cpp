@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <unistd.h> // environ
 #include <uv.h>
 
 namespace {
@@ -54,12 +55,12 @@ int run(uv_loop_t* loop, const hearth::Options& opts) {
 
 int main(int argc, char** argv) {
     using namespace hearth;
-    auto parsed = parse_options(argc, argv);
-    if (auto* error = std::get_if<std::string>(&parsed)) {
-        std::fprintf(stderr, "hearth: %s (see hearth --help)\n", error->c_str());
+    auto parsed = parse_options(argc, argv, cli::environment(environ, kEnvPrefix));
+    if (!parsed) {
+        std::fprintf(stderr, "hearth: %s (see hearth --help)\n", parsed.error().message.c_str());
         return 2;
     }
-    Options& opts = std::get<Options>(parsed);
+    Options& opts = parsed.value();
     if (opts.help) {
         std::fputs(usage().c_str(), stdout);
         return 0;

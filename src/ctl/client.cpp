@@ -1,12 +1,13 @@
 #include "ctl/client.hpp"
 
+#include "util/fs.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <system_error>
 #include <time.h>
 
 namespace hearth {
@@ -15,12 +16,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string errno_text(int err) {
-    return std::system_category().message(err);
-}
-
-Failure make_failure(Failure::Kind kind, std::string message) {
-    Failure f;
+CallError make_error(CallError::Kind kind, std::string message) {
+    CallError f;
     f.kind = kind;
     f.message = std::move(message);
     return f;
@@ -57,19 +54,19 @@ struct Client::Deadline {
     bool passed() const { return bounded && Clock::now() >= at; }
 };
 
-Result<Client> Client::connect(const std::string& path, Timeout timeout) {
+Result<Client, CallError> Client::connect(const std::string& path, Timeout timeout) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (path.empty()) return make_failure(Failure::Kind::connect, "empty socket path");
+    if (path.empty()) return make_error(CallError::Kind::connect, "empty socket path");
     if (path.size() >= sizeof(addr.sun_path))
-        return make_failure(Failure::Kind::connect, "socket path too long (max " +
+        return make_error(CallError::Kind::connect, "socket path too long (max " +
                                                         std::to_string(sizeof(addr.sun_path) - 1) +
                                                         " bytes): " + path);
     std::memcpy(addr.sun_path, path.data(), path.size());
 
     Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd)
-        return make_failure(Failure::Kind::connect, "cannot create socket: " + errno_text(errno));
+        return make_error(CallError::Kind::connect, "cannot create socket: " + errno_text(errno));
 
     Deadline deadline(timeout);
     for (;;) {
@@ -80,8 +77,8 @@ Result<Client> Client::connect(const std::string& path, Timeout timeout) {
             // Unix sockets report a full listen backlog as EAGAIN instead of
             // queueing us: the daemon is busy, so retry until the deadline.
             if (deadline.passed())
-                return make_failure(Failure::Kind::timeout,
-                                    "timed out connecting to " + path + " (backlog full)");
+                return make_error(CallError::Kind::timeout,
+                                  "timed out connecting to " + path + " (backlog full)");
             timespec ts{0, 10 * 1000 * 1000};
             ::nanosleep(&ts, nullptr);
             continue;
@@ -93,7 +90,7 @@ Result<Client> Client::connect(const std::string& path, Timeout timeout) {
                 n = ::poll(&p, 1, deadline.poll_ms());
             } while (n < 0 && errno == EINTR);
             if (n == 0)
-                return make_failure(Failure::Kind::timeout, "timed out connecting to " + path);
+                return make_error(CallError::Kind::timeout, "timed out connecting to " + path);
             int soerr = 0;
             socklen_t len = sizeof(soerr);
             if (n < 0)
@@ -103,8 +100,8 @@ Result<Client> Client::connect(const std::string& path, Timeout timeout) {
             if (soerr == 0) break;
             err = soerr;
         }
-        return make_failure(Failure::Kind::connect, "cannot connect to " + path + ": " +
-                                                        errno_text(err) + connect_hint(err));
+        return make_error(CallError::Kind::connect,
+                          "cannot connect to " + path + ": " + errno_text(err) + connect_hint(err));
     }
     return Client(std::move(fd));
 }
@@ -116,27 +113,27 @@ Client::Client(Fd fd) : fd_(std::move(fd)) {
     }
 }
 
-Failure Client::mark_broken(Failure failure) {
+CallError Client::mark_broken(CallError failure) {
     broken_ = true;
     broken_reason_ = failure;
     fd_.reset();
     return failure;
 }
 
-std::optional<Failure> Client::wait_fd(short events, const Deadline& deadline) {
+std::optional<CallError> Client::wait_fd(short events, const Deadline& deadline) {
     for (;;) {
         if (interrupt_ && *interrupt_)
-            return make_failure(Failure::Kind::interrupted, "interrupted");
+            return make_error(CallError::Kind::interrupted, "interrupted");
         pollfd p{fd_.get(), events, 0};
         int n = ::poll(&p, 1, deadline.poll_ms());
         if (n > 0) return std::nullopt; // readiness or POLLHUP/POLLERR: the I/O call reports it
-        if (n == 0) return make_failure(Failure::Kind::timeout, "timed out");
+        if (n == 0) return make_error(CallError::Kind::timeout, "timed out");
         if (errno == EINTR) continue; // the flag is checked at the loop top
-        return mark_broken(make_failure(Failure::Kind::io, "poll: " + errno_text(errno)));
+        return mark_broken(make_error(CallError::Kind::io, "poll: " + errno_text(errno)));
     }
 }
 
-std::optional<Failure> Client::write_all(std::string_view data, const Deadline& deadline) {
+std::optional<CallError> Client::write_all(std::string_view data, const Deadline& deadline) {
     std::size_t sent = 0;
     while (sent < data.size()) {
         ssize_t n = ::send(fd_.get(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
@@ -155,13 +152,13 @@ std::optional<Failure> Client::write_all(std::string_view data, const Deadline& 
         }
         int err = n < 0 ? errno : EPIPE;
         if (err == EPIPE || err == ECONNRESET)
-            return mark_broken(make_failure(Failure::Kind::closed, "connection closed by hearth"));
-        return mark_broken(make_failure(Failure::Kind::io, "write: " + errno_text(err)));
+            return mark_broken(make_error(CallError::Kind::closed, "connection closed by hearth"));
+        return mark_broken(make_error(CallError::Kind::io, "write: " + errno_text(err)));
     }
     return std::nullopt;
 }
 
-Result<nlohmann::json> Client::read_message(const Deadline& deadline) {
+Result<nlohmann::json, CallError> Client::read_message(const Deadline& deadline) {
     for (;;) {
         auto nl = buf_.find('\n', scanned_);
         if (nl != std::string::npos) {
@@ -175,16 +172,16 @@ Result<nlohmann::json> Client::read_message(const Deadline& deadline) {
             if (blank) continue;
             if (msg.is_discarded())
                 return mark_broken(
-                    make_failure(Failure::Kind::protocol, "hearth sent a line that is not JSON"));
+                    make_error(CallError::Kind::protocol, "hearth sent a line that is not JSON"));
             if (!msg.is_object())
-                return mark_broken(make_failure(Failure::Kind::protocol,
-                                                "hearth sent a JSON value that is not an object"));
+                return mark_broken(make_error(CallError::Kind::protocol,
+                                              "hearth sent a JSON value that is not an object"));
             return msg;
         }
         scanned_ = buf_.size();
         if (buf_.size() > max_line_)
             return mark_broken(
-                make_failure(Failure::Kind::protocol, "hearth sent a line longer than " +
+                make_error(CallError::Kind::protocol, "hearth sent a line longer than " +
                                                           std::to_string(max_line_) + " bytes"));
 
         char chunk[65536];
@@ -194,17 +191,17 @@ Result<nlohmann::json> Client::read_message(const Deadline& deadline) {
             continue;
         }
         if (n == 0)
-            return mark_broken(make_failure(
-                Failure::Kind::closed, buf_.empty() ? "connection closed by hearth"
-                                                    : "connection closed by hearth mid-message"));
+            return mark_broken(make_error(
+                CallError::Kind::closed, buf_.empty() ? "connection closed by hearth"
+                                                      : "connection closed by hearth mid-message"));
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (auto f = wait_fd(POLLIN, deadline)) return *f;
             continue;
         }
         if (errno == ECONNRESET)
-            return mark_broken(make_failure(Failure::Kind::closed, "connection reset by hearth"));
-        return mark_broken(make_failure(Failure::Kind::io, "read: " + errno_text(errno)));
+            return mark_broken(make_error(CallError::Kind::closed, "connection reset by hearth"));
+        return mark_broken(make_error(CallError::Kind::io, "read: " + errno_text(errno)));
     }
 }
 
@@ -215,11 +212,11 @@ bool is_notification(const nlohmann::json& msg) {
     return m != msg.end() && m->is_string() && !msg.contains("id");
 }
 
-Failure rpc_failure(const nlohmann::json& err) {
-    Failure f;
-    f.kind = Failure::Kind::rpc;
+CallError rpc_error(const nlohmann::json& err) {
+    CallError f;
+    f.kind = CallError::Kind::rpc;
     if (!err.is_object()) {
-        f.kind = Failure::Kind::protocol;
+        f.kind = CallError::Kind::protocol;
         f.message = "hearth sent an error that is not an object";
         return f;
     }
@@ -238,10 +235,10 @@ Failure rpc_failure(const nlohmann::json& err) {
 
 } // namespace
 
-Result<nlohmann::json> Client::call(std::string_view method, const nlohmann::json& params,
-                                    Timeout timeout) {
+Result<nlohmann::json, CallError> Client::call(std::string_view method,
+                                               const nlohmann::json& params, Timeout timeout) {
     if (!usable())
-        return broken_ ? broken_reason_ : make_failure(Failure::Kind::io, "not connected");
+        return broken_ ? broken_reason_ : make_error(CallError::Kind::io, "not connected");
     Deadline deadline(timeout);
     const std::int64_t id = next_id_++;
     nlohmann::json request = {{"jsonrpc", "2.0"}, {"id", id}, {"method", std::string(method)}};
@@ -266,23 +263,23 @@ Result<nlohmann::json> Client::call(std::string_view method, const nlohmann::jso
         bool unattributed = rid->is_null() && msg.contains("error");
         if (!ours && !unattributed) continue; // late reply to a call that timed out
         auto err = msg.find("error");
-        if (err != msg.end()) return rpc_failure(*err);
+        if (err != msg.end()) return rpc_error(*err);
         auto result = msg.find("result");
         if (result == msg.end())
-            return make_failure(Failure::Kind::protocol,
-                                "hearth sent a reply with neither result nor error");
+            return make_error(CallError::Kind::protocol,
+                              "hearth sent a reply with neither result nor error");
         return std::move(*result);
     }
 }
 
-Result<nlohmann::json> Client::next_notification(Timeout timeout) {
+Result<nlohmann::json, CallError> Client::next_notification(Timeout timeout) {
     if (!queue_.empty()) {
         nlohmann::json msg = std::move(queue_.front());
         queue_.pop_front();
         return msg;
     }
     if (!usable())
-        return broken_ ? broken_reason_ : make_failure(Failure::Kind::io, "not connected");
+        return broken_ ? broken_reason_ : make_error(CallError::Kind::io, "not connected");
     Deadline deadline(timeout);
     for (;;) {
         auto got = read_message(deadline);

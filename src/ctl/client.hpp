@@ -2,13 +2,14 @@
 // Blocking JSON-RPC 2.0 client for the hearth control socket (see
 // hearth-protocol(7)). Used by hearthctl, which must start fast and link
 // little, so this is plain poll(2) on one fd: no libuv, no threads, no
-// logging, no exceptions. Every failure comes back as a `Failure` value.
+// logging, no exceptions. Every failure comes back as a `CallError` in a Result (util/error.hpp).
 //
 // One Client owns one connection and is not thread-safe; use it from one
 // thread. Only one request is outstanding at a time (call() waits for its
 // reply), which is what lets an error reply with `"id": null` (line too
 // long, too many connections) be attributed to the pending call.
 
+#include "util/error.hpp"
 #include "util/fd.hpp"
 
 #include <chrono>
@@ -21,11 +22,13 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 
 namespace hearth {
 
-struct Failure {
+// Why a call or a wait failed. hearthctl needs more than util/error.hpp's
+// Error here: the kind decides its exit status, and an rpc error carries the
+// JSON-RPC error object (code and data) that some callers branch on.
+struct CallError {
     enum class Kind {
         connect,     // socket could not be opened or connected
         timeout,     // the deadline passed before the reply/notification arrived
@@ -41,24 +44,6 @@ struct Failure {
     nlohmann::json data; // JSON-RPC error data (kind == rpc only; null when absent)
 };
 
-// Either a value or a Failure. value() / error() must only be called for the
-// matching state (checked by std::get, which would throw: a programming error).
-template <typename T> class [[nodiscard]] Result {
-public:
-    Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
-    Result(Failure failure) : v_(std::in_place_index<1>, std::move(failure)) {}
-
-    bool ok() const noexcept { return v_.index() == 0; }
-    explicit operator bool() const noexcept { return ok(); }
-    T& value() & { return std::get<0>(v_); }
-    const T& value() const& { return std::get<0>(v_); }
-    T&& value() && { return std::get<0>(std::move(v_)); }
-    const Failure& error() const { return std::get<1>(v_); }
-
-private:
-    std::variant<T, Failure> v_;
-};
-
 // A wait bound: negative means "no limit".
 using Timeout = std::chrono::milliseconds;
 inline constexpr Timeout kNoTimeout{-1};
@@ -72,8 +57,8 @@ public:
 
     // Connects to the Unix socket at `path`, waiting at most `timeout` (the
     // listen backlog may be full while the daemon is busy). Blocking.
-    // Failure kinds: connect (with errno text and the path), timeout.
-    static Result<Client> connect(const std::string& path, Timeout timeout);
+    // CallError kinds: connect (with errno text and the path), timeout.
+    static Result<Client, CallError> connect(const std::string& path, Timeout timeout);
 
     // Adopts an already-connected stream socket (tests use a socketpair).
     // Sets it non-blocking; takes ownership.
@@ -89,22 +74,22 @@ public:
     // `timeout` in total. Notifications read meanwhile are queued for
     // next_notification(); replies to other (earlier, timed-out) ids are
     // dropped. An error reply with `"id": null` is taken as this call's
-    // answer. Returns the `result` member, or a Failure: rpc (code, message,
+    // answer. Returns the `result` member, or a CallError: rpc (code, message,
     // data from the error object), timeout, closed, io, protocol, interrupted.
     // `params` must be an object or null (null sends no params member).
-    Result<nlohmann::json> call(std::string_view method, const nlohmann::json& params,
-                                Timeout timeout);
+    Result<nlohmann::json, CallError> call(std::string_view method, const nlohmann::json& params,
+                                           Timeout timeout);
 
     // Returns the next notification (the whole message object, with "method"
     // and "params"), from the queue or by reading, waiting at most `timeout`.
-    // Failure kinds: timeout, closed, io, protocol, interrupted.
-    Result<nlohmann::json> next_notification(Timeout timeout);
+    // CallError kinds: timeout, closed, io, protocol, interrupted.
+    Result<nlohmann::json, CallError> next_notification(Timeout timeout);
 
     // Number of queued notifications (read but not yet returned).
     std::size_t pending_notifications() const noexcept { return queue_.size(); }
 
     // While waiting, a signal that interrupts poll(2) ends the wait with
-    // Failure::Kind::interrupted if `*flag` is non-zero; otherwise the wait
+    // CallError::Kind::interrupted if `*flag` is non-zero; otherwise the wait
     // goes on. The flag is typically set by a SIGINT handler. Pass nullptr to
     // always retry. The pointee must outlive the Client's use.
     void set_interrupt_flag(const volatile std::sig_atomic_t* flag) noexcept { interrupt_ = flag; }
@@ -119,16 +104,16 @@ private:
     struct Deadline;
 
     // Next complete JSON object line from the socket (not the queue).
-    Result<nlohmann::json> read_message(const Deadline& deadline);
+    Result<nlohmann::json, CallError> read_message(const Deadline& deadline);
     // Both return nullopt on success.
-    std::optional<Failure> write_all(std::string_view data, const Deadline& deadline);
-    std::optional<Failure> wait_fd(short events, const Deadline& deadline);
+    std::optional<CallError> write_all(std::string_view data, const Deadline& deadline);
+    std::optional<CallError> wait_fd(short events, const Deadline& deadline);
     // Marks the connection unusable and returns `failure` for convenience.
-    Failure mark_broken(Failure failure);
+    CallError mark_broken(CallError failure);
 
     Fd fd_;
     bool broken_ = false;
-    Failure broken_reason_;
+    CallError broken_reason_;
     std::int64_t next_id_ = 1;
     std::string buf_;         // bytes read but not yet split into lines
     std::size_t scanned_ = 0; // prefix of buf_ known to hold no '\n'

@@ -4,6 +4,7 @@
 #include "init/exit_status.hpp"
 #include "isolation/cpu_spread.hpp"
 #include "store/sha256.hpp"
+#include "util/names.hpp"
 #include "util/units.hpp"
 
 #include <algorithm>
@@ -52,15 +53,6 @@ bool is_live(State s) noexcept {
 
 const char* runtime_name(Runtime r) noexcept {
     return r == Runtime::pex ? "pex" : "native";
-}
-
-bool valid_location_name(std::string_view name) noexcept {
-    if (name.empty() || name.size() > 63) return false;
-    auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-    if (!lower_or_digit(name[0])) return false;
-    for (char c : name.substr(1))
-        if (!lower_or_digit(c) && c != '_' && c != '.' && c != '-') return false;
-    return true;
 }
 
 namespace {
@@ -294,15 +286,8 @@ int parse_signal_name(std::string_view name) noexcept {
         }
         return n >= 1 && n <= 64 ? n : -1;
     }
-    if (name.substr(0, 3) == "SIG") name.remove_prefix(3);
-    static const std::pair<const char*, int> table[] = {
-        {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"TERM", SIGTERM},
-        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"KILL", SIGKILL}, {"WINCH", SIGWINCH},
-        {"ALRM", SIGALRM}, {"PWR", SIGPWR},   {"CONT", SIGCONT}, {"STOP", SIGSTOP},
-    };
-    for (const auto& [n, v] : table)
-        if (name == n) return v;
-    return -1;
+    const StopSignal* sig = find_stop_signal(name);
+    return sig ? sig->number : -1;
 }
 
 json limits_to_json(const cgroup::Limits& l) {

@@ -9,6 +9,7 @@
 
 #include "isolation/cgroup.hpp"
 #include "launch/output.hpp"
+#include "util/names.hpp" // valid_location_name, used with this header
 #include "util/uv_util.hpp"
 
 #include <chrono>
@@ -111,13 +112,12 @@ struct DeploySpec {
 // including a limit above the policy's ceiling.
 DeploySpec parse_deploy_params(const nlohmann::json& params, const DeployPolicy& policy = {});
 
-// Parses "TERM", "SIGTERM" or a number (1..64); -1 when unknown.
+// A stop signal: a name of the shared table (util/names.hpp, "TERM" or
+// "SIGTERM") or a number (1..64); -1 otherwise.
 int parse_signal_name(std::string_view name) noexcept;
 
 // Limits as JSON ({"memory": bytes, "cpus": 0.5, ...}; only the set ones).
 nlohmann::json limits_to_json(const cgroup::Limits& limits);
-// ^[a-z0-9][a-z0-9_.-]{0,62}$
-bool valid_location_name(std::string_view name) noexcept;
 
 struct ArtifactStatus {
     bool cache_hit = false;

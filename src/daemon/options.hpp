@@ -1,12 +1,15 @@
 #pragma once
-// Command-line options of the hearth daemon.
+// Command-line options of the hearth daemon, and the same settings from the
+// environment (hearth(8), OPTIONS and ENVIRONMENT).
 
+#include "util/cli.hpp"
+#include "util/error.hpp"
 #include "util/log.hpp"
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <variant>
+#include <string_view>
 #include <vector>
 
 namespace hearth {
@@ -44,13 +47,36 @@ struct Options {
     bool version = false;
 };
 
+// Every option but --help and --version may also be set by the variable
+// kEnvPrefix + its name in upper case with '-' as '_' (--log-format:
+// HEARTH_LOG_FORMAT). Those two are left out on purpose: an image that pins
+// its hearth release with `ENV HEARTH_VERSION=...` must still start hearth.
+inline constexpr std::string_view kEnvPrefix = "HEARTH_";
+
+// Variables hearth sets for the revisions it starts (src/launch/launch.cpp),
+// plus HEARTH_RUNTIME_DIR, set aside for a per-revision runtime directory.
+// No option may be named so that its variable is one of these (a unit test
+// checks), and hearth reads none of them.
+inline constexpr std::string_view kReservedEnv[] = {
+    "HEARTH_LOCATION",     "HEARTH_REVISION",    "HEARTH_SYS_PATH",
+    "HEARTH_INHERIT_PATH", "HEARTH_RUNTIME_DIR",
+};
+
 // Parses argv (argv[0] is skipped). Accepts `--opt value` and `--opt=value`.
 // Options end at `--` or at the first non-option word; the rest is the main
-// command. Returns the options, or a one-line message naming the problem.
+// command. Then, unless --help or --version was given, every option the
+// command line left out is taken from its variable in `env` when that is set
+// and not empty (see cli::add_environment; HEARTH_PYTHON holds one or more
+// paths separated by ':'). Other variables, reserved ones included, are
+// ignored. Returns the options, or an Error (invalid_argument) whose message
+// is one line naming the option or variable and the problem.
 // Pure: no I/O, no globals, so it is safe to call from tests.
-std::variant<Options, std::string> parse_options(int argc, const char* const argv[]);
+Result<Options> parse_options(int argc, const char* const argv[], const cli::Env& env = {});
 
-// The --help text.
+// The --help text: every option with its variable beside it.
 std::string usage();
+
+// The option table's specs, for tests and documentation checks.
+std::vector<cli::OptSpec> option_specs();
 
 } // namespace hearth

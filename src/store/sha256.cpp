@@ -94,6 +94,14 @@ bool is_sha256_hex(std::string_view s) noexcept {
     return true;
 }
 
+std::optional<std::string> canonical_sha256_hex(std::string_view s) {
+    std::string lower(s);
+    for (auto& c : lower)
+        if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+    if (!is_sha256_hex(lower)) return std::nullopt;
+    return lower;
+}
+
 std::string sha256_hex(std::string_view data) noexcept {
     Sha256 h;
     h.update(data);

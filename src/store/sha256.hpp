@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -59,6 +60,11 @@ inline std::string to_hex(const Sha256Digest& d) {
 // True iff `s` is exactly 64 characters of [0-9a-f]. Uppercase is refused on
 // purpose: the digest string names a path in the store, so one spelling only.
 bool is_sha256_hex(std::string_view s) noexcept;
+
+// A digest as people type it (64 hex characters in either case) in the one
+// spelling is_sha256_hex accepts (lowercase); nullopt for anything else.
+// hearthctl uses it so `--deps-sha256` may be pasted from any tool.
+std::optional<std::string> canonical_sha256_hex(std::string_view s);
 
 // sha256 of a byte string, as hex ("" only if libcrypto fails).
 std::string sha256_hex(std::string_view data) noexcept;

@@ -4,6 +4,7 @@
 #include "ctl/client.hpp"
 #include "ctl/ctl.hpp"
 #include "util/fd.hpp"
+#include "util/names.hpp"
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -19,8 +20,8 @@
 #include <unistd.h>
 #include <vector>
 
+using hearth::CallError;
 using hearth::Client;
-using hearth::Failure;
 using hearth::Fd;
 using nlohmann::json;
 namespace ctl = hearth::ctl;
@@ -156,8 +157,11 @@ struct Capture {
     }
 };
 
+// `env_socket`: the value of HEARTH_SOCKET, or nullptr when it is unset.
 ctl::ParseResult parse(std::vector<std::string> argv, const char* env_socket = nullptr) {
-    return ctl::parse_args(argv, env_socket);
+    hearth::cli::Env env;
+    if (env_socket) env["HEARTH_SOCKET"] = env_socket;
+    return ctl::parse_args(argv, env);
 }
 
 json revision(const std::string& id, const std::string& state) {
@@ -201,6 +205,16 @@ TEST_CASE("parse_args: socket resolution and global options after the command", 
     CHECK(parse({"status"}, "").args.socket == "/run/hearth/control.sock");
     CHECK(parse({"status"}, "/tmp/h.sock").args.socket == "/tmp/h.sock");
     CHECK(parse({"status", "--socket", "/x.sock"}, "/tmp/h.sock").args.socket == "/x.sock");
+    // HEARTH_SOCKET is the only variable hearthctl reads.
+    const hearth::cli::Env others = {{"HEARTH_JSON", "1"},
+                                     {"HEARTH_TIMEOUT", "bogus"},
+                                     {"HEARTH_STATE_DIR", "/s"},
+                                     {"HEARTH_LOCATION", "x"}};
+    auto o = ctl::parse_args({"status"}, others);
+    REQUIRE(o.ok());
+    CHECK_FALSE(o.args.json);
+    CHECK(o.args.timeout_s == ctl::kDefaultTimeoutS);
+    CHECK(o.args.socket == ctl::kDefaultSocket);
 
     auto r = parse({"status", "web", "--json", "--timeout=0"});
     REQUIRE(r.ok());
@@ -292,14 +306,14 @@ TEST_CASE("parse_args: each usage error is one line naming the problem", "[ctl]"
 }
 
 TEST_CASE("small parsers", "[ctl]") {
-    CHECK(ctl::valid_location("analytics"));
-    CHECK(ctl::valid_location("a"));
-    CHECK(ctl::valid_location("0a_b.c-d"));
-    CHECK(ctl::valid_location(std::string(63, 'a')));
-    CHECK_FALSE(ctl::valid_location(std::string(64, 'a')));
-    CHECK_FALSE(ctl::valid_location(""));
-    CHECK_FALSE(ctl::valid_location("-a"));
-    CHECK_FALSE(ctl::valid_location("a/b"));
+    CHECK(hearth::valid_location_name("analytics"));
+    CHECK(hearth::valid_location_name("a"));
+    CHECK(hearth::valid_location_name("0a_b.c-d"));
+    CHECK(hearth::valid_location_name(std::string(63, 'a')));
+    CHECK_FALSE(hearth::valid_location_name(std::string(64, 'a')));
+    CHECK_FALSE(hearth::valid_location_name(""));
+    CHECK_FALSE(hearth::valid_location_name("-a"));
+    CHECK_FALSE(hearth::valid_location_name("a/b"));
 
     auto kv = ctl::parse_env_assignment("PATH=/bin:/usr/bin");
     REQUIRE(kv);
@@ -501,7 +515,7 @@ TEST_CASE("Client::call returns the matching reply and queues notifications", "[
     // The peer has closed: no more notifications.
     auto n3 = fx.client->next_notification(1s);
     REQUIRE_FALSE(n3.ok());
-    CHECK(n3.error().kind == Failure::Kind::closed);
+    CHECK(n3.error().kind == CallError::Kind::closed);
 }
 
 TEST_CASE("Client::call turns error replies into rpc failures", "[ctl]") {
@@ -516,7 +530,7 @@ TEST_CASE("Client::call turns error replies into rpc failures", "[ctl]") {
     });
     auto r = fx.client->call("status", {{"location", "web"}}, 5s);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().kind == Failure::Kind::rpc);
+    CHECK(r.error().kind == CallError::Kind::rpc);
     CHECK(r.error().code == -32001);
     CHECK(r.error().message == "unknown location 'web'");
     CHECK(r.error().data == json{{"location", "web"}});
@@ -524,7 +538,7 @@ TEST_CASE("Client::call turns error replies into rpc failures", "[ctl]") {
 
     auto r2 = fx.client->call("ping", json::object(), 5s);
     REQUIRE_FALSE(r2.ok());
-    CHECK(r2.error().kind == Failure::Kind::rpc);
+    CHECK(r2.error().kind == CallError::Kind::rpc);
     CHECK(r2.error().code == -32004);
 }
 
@@ -536,13 +550,13 @@ TEST_CASE("Client: connection closed mid-call is an error value", "[ctl]") {
     });
     auto r = fx.client->call("ping", json::object(), 5s);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().kind == Failure::Kind::closed);
+    CHECK(r.error().kind == CallError::Kind::closed);
     CHECK(r.error().message == "connection closed by hearth mid-message");
     CHECK_FALSE(fx.client->usable());
     // Every later call fails at once with the same reason.
     auto again = fx.client->call("ping", json::object(), 5s);
     REQUIRE_FALSE(again.ok());
-    CHECK(again.error().kind == Failure::Kind::closed);
+    CHECK(again.error().kind == CallError::Kind::closed);
 }
 
 TEST_CASE("Client: a timed-out call leaves the connection usable", "[ctl]") {
@@ -558,7 +572,7 @@ TEST_CASE("Client: a timed-out call leaves the connection usable", "[ctl]") {
     });
     auto r = fx.client->call("stop", {{"location", "web"}}, 50ms);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().kind == Failure::Kind::timeout);
+    CHECK(r.error().kind == CallError::Kind::timeout);
     CHECK(fx.client->usable());
     timed_out = true;
     auto r2 = fx.client->call("ping", json::object(), 5s);
@@ -567,7 +581,7 @@ TEST_CASE("Client: a timed-out call leaves the connection usable", "[ctl]") {
 
     auto n = fx.client->next_notification(20ms);
     REQUIRE_FALSE(n.ok());
-    CHECK(n.error().kind == Failure::Kind::timeout);
+    CHECK(n.error().kind == CallError::Kind::timeout);
 }
 
 TEST_CASE("Client: protocol violations", "[ctl]") {
@@ -578,7 +592,7 @@ TEST_CASE("Client: protocol violations", "[ctl]") {
         });
         auto r = fx.client->call("ping", json::object(), 5s);
         REQUIRE_FALSE(r.ok());
-        CHECK(r.error().kind == Failure::Kind::protocol);
+        CHECK(r.error().kind == CallError::Kind::protocol);
         CHECK_FALSE(fx.client->usable());
     }
     SECTION("a line over the size bound") {
@@ -589,7 +603,7 @@ TEST_CASE("Client: protocol violations", "[ctl]") {
         fx.client->set_max_line(1024);
         auto r = fx.client->call("ping", json::object(), 5s);
         REQUIRE_FALSE(r.ok());
-        CHECK(r.error().kind == Failure::Kind::protocol);
+        CHECK(r.error().kind == CallError::Kind::protocol);
         CHECK(r.error().message == "hearth sent a line longer than 1024 bytes");
     }
 }
@@ -600,7 +614,7 @@ TEST_CASE("Client: the interrupt flag ends a wait", "[ctl]") {
     fx.client->set_interrupt_flag(&flag);
     auto n = fx.client->next_notification(hearth::kNoTimeout);
     REQUIRE_FALSE(n.ok());
-    CHECK(n.error().kind == Failure::Kind::interrupted);
+    CHECK(n.error().kind == CallError::Kind::interrupted);
     fx.client->set_interrupt_flag(nullptr);
     fx.client.reset(); // closes: the peer sees EOF
 }
@@ -623,14 +637,14 @@ TEST_CASE("Client::connect", "[ctl]") {
     SECTION("nothing there") {
         auto c = Client::connect("/nonexistent/hearth/control.sock", 1s);
         REQUIRE_FALSE(c.ok());
-        CHECK(c.error().kind == Failure::Kind::connect);
+        CHECK(c.error().kind == CallError::Kind::connect);
         CHECK(c.error().message == "cannot connect to /nonexistent/hearth/control.sock: No such "
                                    "file or directory (is hearth running?)");
     }
     SECTION("path too long") {
         auto c = Client::connect("/" + std::string(200, 'a'), 1s);
         REQUIRE_FALSE(c.ok());
-        CHECK(c.error().kind == Failure::Kind::connect);
+        CHECK(c.error().kind == CallError::Kind::connect);
         CHECK(c.error().message.rfind("socket path too long", 0) == 0);
     }
 }
@@ -650,7 +664,7 @@ RunResult run_ctl(const std::string& socket, std::vector<std::string> argv) {
     argv.push_back(socket);
     argv.push_back("--timeout");
     argv.push_back("5");
-    auto parsed = ctl::parse_args(argv, nullptr);
+    auto parsed = ctl::parse_args(argv);
     if (!parsed.ok()) return {ctl::exit_usage, "", parsed.error};
     Capture out, err;
     int status = ctl::run(parsed.args, out.f, err.f);

@@ -19,7 +19,7 @@ const std::string kB = std::string(64, 'b');
 const std::string kF = std::string(64, 'f');
 
 ctl::ParseResult parse(std::vector<std::string> argv) {
-    return ctl::parse_args(argv, nullptr);
+    return ctl::parse_args(argv);
 }
 
 // A hasher that records what it was asked to hash; "missing" paths fail.
