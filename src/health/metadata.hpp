@@ -65,7 +65,7 @@ struct MetadataCommand {
 // is `where`). Accepts {"argv": [str, ...]} or {"module": str, "args": [str,
 // ...]}, plus "timeout_s" (number, > 0, <= 86400; default 300) and
 // "max_bytes" (an integer or a size string like "16Mi", 1 .. 1Gi; default
-// 16Mi). Throws rpc::Failure (invalid_params) naming the field, e.g.
+// 16Mi). Throws rpc::RpcError (invalid_params) naming the field, e.g.
 // "params.metadata.argv[1]: expected a string".
 MetadataCommand parse_metadata_params(const nlohmann::json& obj,
                                       std::string_view where = "params.metadata");

@@ -64,7 +64,7 @@ struct ProbeSpec {
 };
 
 // Parse deploy's `readiness` / `liveness` values. `where` names the value in
-// errors ("params.readiness"). Throws rpc::Failure(invalid_params) naming the
+// errors ("params.readiness"). Throws rpc::RpcError(invalid_params) naming the
 // offending field, e.g. "params.readiness.http.port: must be 1-65535 or
 // \"auto\"" or "params.readiness: give exactly one of notify, tcp, http,
 // exec, none". Liveness refuses `notify` and `timeout_s` (there is no

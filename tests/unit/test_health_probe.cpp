@@ -44,7 +44,7 @@ std::string parse_error(const json& value, bool liveness = false) {
             parse_liveness(value);
         else
             parse_readiness(value);
-    } catch (const rpc::Failure& f) {
+    } catch (const rpc::RpcError& f) {
         CHECK(f.error().code == rpc::invalid_params);
         return f.error().message;
     }

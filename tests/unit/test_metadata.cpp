@@ -25,7 +25,7 @@ namespace {
 std::string field_error(const json& obj) {
     try {
         parse_metadata_params(obj);
-    } catch (const rpc::Failure& f) {
+    } catch (const rpc::RpcError& f) {
         CHECK(f.error().code == rpc::invalid_params);
         return f.error().message;
     }
