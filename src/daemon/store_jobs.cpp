@@ -1,5 +1,6 @@
 #include "daemon/store_jobs.hpp"
 
+#include "daemon/download_sink.hpp"
 #include "store/extract.hpp"
 #include "util/log.hpp"
 #include "util/units.hpp"
@@ -139,42 +140,51 @@ void StoreJobs::download(const std::string& url, const std::string& hex,
     bool budget_caps = budget_ < options_.fetch_max_bytes;
     fo.max_bytes = std::min(options_.fetch_max_bytes, budget_);
     fo.max_attempts = options_.fetch_attempts;
-    auto sink = std::make_shared<BlobSink>(store_);
+    // Written and hashed off the loop (download_sink.hpp).
+    auto sink = std::make_shared<DownloadSink>(store_);
     std::string shown = redact_url(url);
     log::info("download started", {{"url", shown}, {"sha256", hex}});
     auto started = std::chrono::steady_clock::now();
     auto progress = [this, hex](const FetchProgress& p) {
         if (on_progress) on_progress(hex, p);
     };
-    fetcher_->start(url, fo, sink, progress,
-                    [this, sink, hex, shown, started, budget_caps, progress,
-                     finished = std::move(finished)](const FetchResult& r) {
-                        if (!r.ok()) {
-                            StoreResult failed = pool_failure(r.message);
-                            std::string sink_error = sink->error();
-                            if (r.kind == FetchErrorKind::sink && !sink_error.empty()) {
-                                failed.error += ": " + sink_error;
-                                failed.status = sink->writer().failure_status();
-                            }
-                            if (r.kind == FetchErrorKind::too_large && budget_caps) {
-                                failed.status = StoreStatus::no_space;
-                                failed.error += " (the store budget, --store-max-bytes)";
-                            }
-                            log::warn("download failed", {{"url", shown}, {"error", failed.error}});
-                            return finished(std::move(failed));
-                        }
-                        progress(FetchProgress{r.bytes, r.bytes, true, r.attempts});
-                        log::info("download finished", {{"url", shown},
-                                                        {"bytes", r.bytes},
-                                                        {"attempts", r.attempts},
-                                                        {"ms", ms_since(started)}});
-                        // The hash is already complete; the commit fsyncs and renames.
-                        run_blocking<StoreResult>(
-                            loop_, [sink, hex, shown] { return sink->writer().commit(hex, shown); },
-                            [finished](std::optional<StoreResult> c, std::string error) {
-                                finished(c ? std::move(*c) : pool_failure(std::move(error)));
-                            });
-                    });
+    auto on_done = [this, sink, hex, shown, started, budget_caps, progress,
+                    finished = std::move(finished)](const FetchResult& r) {
+        if (!r.ok()) {
+            StoreResult failed = pool_failure(r.message);
+            // Only a failed write stops the sink: then it is idle, and asking
+            // it does not wait on the disk.
+            if (r.kind == FetchErrorKind::sink) {
+                if (std::string sink_error = sink->error(); !sink_error.empty()) {
+                    failed.error += ": " + sink_error;
+                    failed.status = sink->writer().failure_status();
+                }
+            }
+            if (r.kind == FetchErrorKind::too_large && budget_caps) {
+                failed.status = StoreStatus::no_space;
+                failed.error += " (the store budget, --store-max-bytes)";
+            }
+            log::warn("download failed", {{"url", shown}, {"error", failed.error}});
+            return finished(std::move(failed));
+        }
+        progress(FetchProgress{r.bytes, r.bytes, true, r.attempts});
+        log::info("download finished", {{"url", shown},
+                                        {"bytes", r.bytes},
+                                        {"attempts", r.attempts},
+                                        {"ms", ms_since(started)}});
+        // The sink finishes writing and hashing, then the commit fsyncs and
+        // renames (a dead writer's commit reports its error).
+        run_blocking<StoreResult>(
+            loop_,
+            [sink, hex, shown] {
+                sink->finish();
+                return sink->writer().commit(hex, shown);
+            },
+            [finished](std::optional<StoreResult> c, std::string error) {
+                finished(c ? std::move(*c) : pool_failure(std::move(error)));
+            });
+    };
+    fetcher_->start(url, fo, sink, progress, std::move(on_done));
 }
 
 void StoreJobs::store_tree(const std::string& hex, ArtifactDone done) {

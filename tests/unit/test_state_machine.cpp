@@ -4,10 +4,13 @@
 // loop, as the real ones do; some hold their answer until the test releases
 // it, to stop a revision in that phase.
 
+#include "daemon/download_sink.hpp"
 #include "daemon/events.hpp"
 #include "daemon/revisions.hpp"
 #include "daemon/seams.hpp"
 #include "isolation/isolation.hpp"
+#include "store/sha256.hpp"
+#include "store/store.hpp"
 #include "util/uv_util.hpp"
 
 #include <catch2/catch.hpp>
@@ -499,4 +502,41 @@ TEST_CASE("stop_all waits for every revision", "[state-machine]") {
     CHECK(h.state_of(a) == "stopped");
     CHECK(h.state_of(b) == "stopped");
     CHECK(h.revisions->process_groups().empty());
+}
+
+TEST_CASE("a download's sink writes and hashes on its own thread", "[download-sink]") {
+    TempDir dir;
+    Store store(dir.path + "/store");
+    REQUIRE(store.open().ok());
+    std::string body;
+    for (int i = 0; i < 200000; ++i)
+        body += std::to_string(i * 7919) + "\n";
+    Sha256 hash;
+    hash.update(body);
+    std::string hex = hash.finish_hex();
+
+    // A queue of 64 KiB: write() must wait for the writer now and then.
+    DownloadSink sink(store, 64 << 10);
+    SECTION("every byte arrives, in order") {
+        for (std::size_t at = 0; at < body.size(); at += 16384)
+            REQUIRE(sink.write(body.data() + at, std::min<std::size_t>(16384, body.size() - at)));
+        REQUIRE(sink.finish());
+        CHECK(sink.writer().size() == body.size());
+        StoreResult r = sink.writer().commit(hex, "test");
+        CHECK(r.ok());
+        CHECK(store.has_blob(hex));
+    }
+    SECTION("a retry starts the body again") {
+        REQUIRE(sink.write("garbage", 7));
+        REQUIRE(sink.reset());
+        REQUIRE(sink.write(body.data(), body.size()));
+        REQUIRE(sink.finish());
+        CHECK(sink.writer().commit(hex, "test").ok());
+    }
+    SECTION("other bytes do not commit") {
+        REQUIRE(sink.write(body.data(), body.size() - 1));
+        REQUIRE(sink.finish());
+        CHECK(sink.writer().commit(hex, "test").status == StoreStatus::digest_mismatch);
+        CHECK_FALSE(store.has_blob(hex));
+    }
 }
