@@ -4,6 +4,7 @@
 // loop, as the real ones do; some hold their answer until the test releases
 // it, to stop a revision in that phase.
 
+#include "daemon/barrier.hpp"
 #include "daemon/download_sink.hpp"
 #include "daemon/events.hpp"
 #include "daemon/revisions.hpp"
@@ -538,5 +539,36 @@ TEST_CASE("a download's sink writes and hashes on its own thread", "[download-si
         REQUIRE(sink.finish());
         CHECK(sink.writer().commit(hex, "test").status == StoreStatus::digest_mismatch);
         CHECK_FALSE(store.has_blob(hex));
+    }
+}
+
+TEST_CASE("a barrier runs its continuation once, after every branch and the seal",
+          "[state-machine]") {
+    int ran = 0;
+    SECTION("branches first, then the seal") {
+        Barrier b([&] { ++ran; });
+        auto one = b.add();
+        auto two = b.add();
+        one();
+        two();
+        one(); // a second call counts once
+        CHECK(ran == 0);
+        b.seal();
+        CHECK(ran == 1);
+        b.seal();
+        CHECK(ran == 1);
+    }
+    SECTION("nothing to wait for") {
+        Barrier b([&] { ++ran; });
+        b.seal();
+        CHECK(ran == 1);
+    }
+    SECTION("a branch that never arrives holds it") {
+        Barrier b([&] { ++ran; });
+        auto one = b.add();
+        auto dropped = b.add();
+        b.seal();
+        one();
+        CHECK(ran == 0);
     }
 }
