@@ -424,6 +424,12 @@ json Revision::to_json() const {
         if (usage.memory_peak) cg["memory_peak"] = *usage.memory_peak;
         if (usage.cpu_usage_usec) cg["cpu_usage_usec"] = *usage.cpu_usage_usec;
         if (usage.pids_current) cg["pids_current"] = *usage.pids_current;
+        // The counters are sampled in the background (revisions.hpp): how
+        // old these figures are.
+        if (usage_sampled_at && !is_final(state))
+            cg["usage_age_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     Clock::now() - *usage_sampled_at)
+                                     .count();
         j["cgroup"] = std::move(cg);
     }
     if (oom) j["oom"] = *oom;

@@ -5,8 +5,9 @@
 // moves pending -> fetching -> extracting -> starting -> loading -> ready, or
 // ends failed with a machine-readable reason; stop moves it through stopping
 // to stopped. This file holds the data and its JSON form (hearth-protocol(7));
-// the daemon drives the transitions. Loop thread only.
+// revisions.hpp drives the transitions. Loop thread only.
 
+#include "init/spawn.hpp"
 #include "isolation/cgroup.hpp"
 #include "launch/output.hpp"
 #include "util/names.hpp" // valid_location_name, used with this header
@@ -151,6 +152,11 @@ struct Revision {
     std::vector<std::string> launch_env; // the environment of every (re)start
     std::string launch_cwd;
     std::string scratch_dir;
+    // The deploy's user/group, resolved once on the thread pool when the
+    // deploy was accepted and used by every (re)start: NSS is never asked
+    // again on the loop, and a restart runs as the identity the deploy was
+    // validated with even if the passwd database changed meanwhile.
+    Identity identity;
 
     pid_t pid = -1; // also the process group and session id
     bool process_running = false;
@@ -166,19 +172,21 @@ struct Revision {
         failed,
         removing
     } cgroup_state = CgroupState::none;
-    std::string cgroup_error;             // when failed
-    bool start_waiting = false;           // start_process waits for the cgroup
-    std::string cgroup_driver;            // driver name, for status
-    bool enforced = false;                // limits enforced by the kernel
-    bool memory_by_watchdog = false;      // limits.memory held by hearth's watchdog
-    bool sched_idle = false;              // cpu_weight idle without cpu.idle
-    std::vector<std::string> degraded;    // what is not, and what stands in
-    std::vector<int> cpus;                // CPUs it is confined to (empty: all)
-    bool cpus_by_cgroup = false;          // by a cpuset, not only its own affinity
-    bool cpus_exclusive = false;          // `cpus` are its own (limits.cpu_exclusive)
-    cgroup::Usage usage;                  // last read (final counters once removed)
-    std::uint64_t oom_kills_baseline = 0; // oom_kill counter when the process started
-    std::optional<nlohmann::json> oom;    // set when killed for memory
+    std::string cgroup_error;                          // when failed
+    bool start_waiting = false;                        // start_process waits for the cgroup
+    std::string cgroup_driver;                         // driver name, for status
+    bool enforced = false;                             // limits enforced by the kernel
+    bool memory_by_watchdog = false;                   // limits.memory held by hearth's watchdog
+    bool sched_idle = false;                           // cpu_weight idle without cpu.idle
+    std::optional<int> nice;                           // CPU limits without cgroups (LimitsReport)
+    std::vector<std::string> degraded;                 // what is not, and what stands in
+    std::vector<int> cpus;                             // CPUs it is confined to (empty: all)
+    bool cpus_by_cgroup = false;                       // by a cpuset, not only its own affinity
+    bool cpus_exclusive = false;                       // `cpus` are its own (limits.cpu_exclusive)
+    cgroup::Usage usage;                               // last sample (final counters once removed)
+    std::optional<Clock::time_point> usage_sampled_at; // when `usage` was read; for status
+    std::uint64_t oom_kills_baseline = 0;              // oom_kill counter when the process started
+    std::optional<nlohmann::json> oom;                 // set when killed for memory
 
     // Restart policy.
     int restarts = 0;                       // restarts performed
@@ -195,8 +203,7 @@ struct Revision {
 
     LineRing output_ring;
     std::unique_ptr<OutputCapture> output;
-    Timer timer; // min uptime, then stop grace
-    bool stop_requested = false;
+    Timer timer;                                 // min uptime, then stop grace
     std::vector<std::function<void()>> on_ended; // run once the revision is stopped/failed
 
     nlohmann::json to_json() const;

@@ -5,6 +5,7 @@
 #include "init/spawn.hpp"
 #include "util/fd.hpp"
 #include "util/log.hpp"
+#include "util/uv_util.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -253,18 +254,22 @@ void Init::on_signal_readable(uv_poll_t* handle, int status, int /*events*/) {
         log::error("signalfd poll failed", {{"error", uv_strerror(status)}});
         return;
     }
-    signalfd_siginfo info;
-    bool saw_child = false;
-    while (true) {
-        ssize_t n = ::read(self->signal_fd_, &info, sizeof info);
-        if (n != static_cast<ssize_t>(sizeof info)) break;
-        if (static_cast<int>(info.ssi_signo) == SIGCHLD)
-            saw_child = true;
-        else
-            self->handle_signal(static_cast<int>(info.ssi_signo));
-    }
-    // One SIGCHLD may stand for many exits, so reap until nothing is left.
-    if (saw_child) self->reap();
+    // The whole shutdown path runs from here: nothing may escape into libuv
+    // and end PID 1 (and with it the container).
+    guard_callback("signal handling", [self] {
+        signalfd_siginfo info;
+        bool saw_child = false;
+        while (true) {
+            ssize_t n = ::read(self->signal_fd_, &info, sizeof info);
+            if (n != static_cast<ssize_t>(sizeof info)) break;
+            if (static_cast<int>(info.ssi_signo) == SIGCHLD)
+                saw_child = true;
+            else
+                self->handle_signal(static_cast<int>(info.ssi_signo));
+        }
+        // One SIGCHLD may stand for many exits, so reap until nothing is left.
+        if (saw_child) self->reap();
+    });
 }
 
 void Init::handle_signal(int sig) {
@@ -297,11 +302,7 @@ void Init::reap() {
         }
         ExitCallback cb = std::move(it->second);
         watchers_.erase(it);
-        try {
-            cb(status);
-        } catch (const std::exception& e) {
-            log::error("exit handler failed", {{"pid", pid}, {"error", e.what()}});
-        }
+        guard_callback("exit handler", [&] { cb(status); });
     }
     maybe_finish();
 }
@@ -332,29 +333,31 @@ void Init::request_shutdown(std::string_view reason) {
     int signalled = signal_descendants(SIGTERM, skip);
     if (signalled > 0) log::debug("sent TERM to other descendants", {{"count", signalled}});
 
-    if (handles_open_)
-        uv_timer_start(&grace_timer_, on_grace_expired,
-                       static_cast<uint64_t>(grace_s_ * 1000.0 + 0.5), 0);
+    if (handles_open_) uv_timer_start(&grace_timer_, on_grace_expired, timer_ms(grace_s_), 0);
     reap();
 }
 
 void Init::on_grace_expired(uv_timer_t* timer) {
     auto* self = static_cast<Init*>(timer->data);
-    int killed = self->signal_descendants(SIGKILL, {});
-    log::warn("grace period expired, killed remaining processes", {{"count", killed}});
-    // KILL cannot be refused, but a process in uninterruptible sleep may take
-    // a while to die; do not wait forever for it.
-    uv_timer_start(&self->kill_timer_, on_kill_deadline, 5000, 0);
-    // The stop hook still finishes its work (revisions report `stopped` once
-    // their cgroups are gone, which subscribers wait for); the kill deadline
-    // bounds it.
-    self->reap();
+    guard_callback("grace period expiry", [self] {
+        int killed = self->signal_descendants(SIGKILL, {});
+        log::warn("grace period expired, killed remaining processes", {{"count", killed}});
+        // KILL cannot be refused, but a process in uninterruptible sleep may
+        // take a while to die; do not wait forever for it.
+        uv_timer_start(&self->kill_timer_, on_kill_deadline, 5000, 0);
+        // The stop hook still finishes its work (revisions report `stopped`
+        // once their cgroups are gone, which subscribers wait for); the kill
+        // deadline bounds it.
+        self->reap();
+    });
 }
 
 void Init::on_kill_deadline(uv_timer_t* timer) {
     auto* self = static_cast<Init*>(timer->data);
-    log::error("processes survived KILL for 5 s; exiting anyway");
-    self->finish();
+    guard_callback("kill deadline", [self] {
+        log::error("processes survived KILL for 5 s; exiting anyway");
+        self->finish();
+    });
 }
 
 void Init::maybe_finish() {
@@ -367,11 +370,7 @@ void Init::finish() {
     if (finished_) return;
     finished_ = true;
     if (before_exit_) {
-        try {
-            before_exit_();
-        } catch (const std::exception& e) {
-            log::error("cleanup before exit failed", {{"error", e.what()}});
-        }
+        guard_callback("cleanup before exit", before_exit_);
     }
     log::info("exiting", {{"exit_code", exit_code_}});
     close();

@@ -235,7 +235,7 @@ bool parse_id(const std::string& text, unsigned& out) {
 
 } // namespace
 
-Identity resolve_identity(const std::string& user, const std::string& group) {
+Result<Identity> resolve_identity(const std::string& user, const std::string& group) {
     Identity id;
     std::vector<char> buf(16384);
     if (!user.empty()) {
@@ -262,9 +262,9 @@ Identity resolve_identity(const std::string& user, const std::string& group) {
             id.uid = numeric;
             id.gid = numeric;
         } else {
-            id.error =
-                "unknown user '" + user + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
-            return id;
+            return Error{Errc::unknown_user, rc,
+                         "unknown user '" + user + "'" +
+                             (rc ? std::string(": ") + std::strerror(rc) : "")};
         }
     }
     if (!group.empty()) {
@@ -279,9 +279,9 @@ Identity resolve_identity(const std::string& user, const std::string& group) {
         } else if (parse_id(group, numeric)) {
             id.gid = numeric;
         } else {
-            id.error =
-                "unknown group '" + group + "'" + (rc ? std::string(": ") + std::strerror(rc) : "");
-            return id;
+            return Error{Errc::unknown_group, rc,
+                         "unknown group '" + group + "'" +
+                             (rc ? std::string(": ") + std::strerror(rc) : "")};
         }
         // An explicit group replaces the user's primary group; keep the
         // supplementary ones only when they were looked up for the user.

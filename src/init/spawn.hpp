@@ -8,6 +8,7 @@
 // async-signal-safe: all memory the child needs is prepared before fork.
 
 #include "isolation/cgroup.hpp"
+#include "util/error.hpp"
 
 #include <optional>
 #include <sched.h>
@@ -81,14 +82,16 @@ struct Identity {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
     std::vector<gid_t> groups;
-    std::string home;  // the user's home directory, if known
-    std::string error; // "" on success
+    std::string home; // the user's home directory, if known
 };
 
 // Resolves a user and group (names or numbers; either may be empty) the way
 // the child will take them: a user without a group gets the user's primary
-// group and its supplementary groups. Blocking (NSS); not for the child.
-Identity resolve_identity(const std::string& user, const std::string& group);
+// group and its supplementary groups. Errors: Errc::unknown_user or
+// Errc::unknown_group (sys_errno: the lookup's own error, 0 for "no such
+// entry"). Blocking (NSS): thread pool or start-up only, never the loop in a
+// request path, never the child.
+Result<Identity> resolve_identity(const std::string& user, const std::string& group);
 
 struct ResolvedExecutable {
     std::string path; // set on success

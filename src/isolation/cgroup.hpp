@@ -98,6 +98,18 @@ struct Limits {
     std::string cpuset_cpus;
 };
 
+// A limit of Limits, as a code: which ones a cgroup does not enforce is what
+// callers branch on (Cgroup::unenforced(LimitKind)); the text of
+// unenforced() is for people.
+enum class LimitKind : unsigned {
+    memory_max,
+    memory_high,
+    cpu_quota,
+    cpu_weight,
+    cpu_idle,
+    pids_max
+};
+
 struct Usage {
     std::optional<std::uint64_t> memory_current; // bytes
     std::optional<std::uint64_t>
@@ -169,6 +181,10 @@ public:
     // "memory_high: no cgroup v1 equivalent"); the caller's userspace
     // watchdog takes these over.
     const std::vector<std::string>& unenforced() const { return unenforced_; }
+    // Whether `kind` is among them.
+    bool unenforced(LimitKind kind) const noexcept {
+        return (unenforced_kinds_ >> static_cast<unsigned>(kind)) & 1u;
+    }
     // Limits::cpuset_cpus was written to a cpuset: the kernel holds every
     // process of the revision to those CPUs (sched_setaffinity cannot widen
     // it). False when no CPU set was asked for or no cpuset is available.
@@ -234,7 +250,13 @@ protected:
     std::vector<std::string> procs_;
     std::vector<std::string> self_tasks_; // v1 `tasks` files, for place_self()
     std::string unified_procs_;           // cgroup2 cgroup.procs, "" if none
+    // Records a limit as unenforced: its code and a line for people.
+    void add_unenforced(LimitKind kind, std::string what) {
+        unenforced_kinds_ |= 1u << static_cast<unsigned>(kind);
+        unenforced_.push_back(std::move(what));
+    }
     std::vector<std::string> unenforced_;
+    unsigned unenforced_kinds_ = 0; // bit per LimitKind
     bool confines_cpus_ = false;
 };
 

@@ -13,12 +13,15 @@ class NoneCgroup final : public Cgroup {
 public:
     NoneCgroup(std::string name, const Limits& limits) : Cgroup(std::move(name), false) {
         const char* why = ": no cgroups (driver none)";
-        if (limits.memory_max) unenforced_.push_back(std::string("memory_max") + why);
-        if (limits.memory_high) unenforced_.push_back(std::string("memory_high") + why);
-        if (limits.cpu_quota) unenforced_.push_back(std::string("cpu_quota") + why);
-        if (limits.cpu_weight) unenforced_.push_back(std::string("cpu_weight") + why);
-        if (limits.cpu_idle) unenforced_.push_back(std::string("cpu_idle") + why);
-        if (limits.pids_max) unenforced_.push_back(std::string("pids_max") + why);
+        auto none = [&](LimitKind kind, const char* limit) {
+            add_unenforced(kind, std::string(limit) + why);
+        };
+        if (limits.memory_max) none(LimitKind::memory_max, "memory_max");
+        if (limits.memory_high) none(LimitKind::memory_high, "memory_high");
+        if (limits.cpu_quota) none(LimitKind::cpu_quota, "cpu_quota");
+        if (limits.cpu_weight) none(LimitKind::cpu_weight, "cpu_weight");
+        if (limits.cpu_idle) none(LimitKind::cpu_idle, "cpu_idle");
+        if (limits.pids_max) none(LimitKind::pids_max, "pids_max");
     }
 
     Usage usage() const override { return {}; }

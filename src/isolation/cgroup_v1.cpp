@@ -60,7 +60,7 @@ public:
     }
     int placement_fd() const override { return unified_fd_.get(); }
 
-    void add_unenforced(std::string what) { unenforced_.push_back(std::move(what)); }
+    using Cgroup::add_unenforced;
     std::string dir(const std::string& role) const {
         auto it = roles_.find(role);
         return it == roles_.end() ? std::string() : it->second;
@@ -259,8 +259,8 @@ public:
             if (err) error = "write " + value + " to " + path + ": " + errno_text(err);
             return err == 0;
         };
-        auto missing = [&](const char* limit, const std::string& role) {
-            cg->add_unenforced(std::string(limit) + ": no " + role + " hierarchy");
+        auto missing = [&](LimitKind kind, const char* limit, const std::string& role) {
+            cg->add_unenforced(kind, std::string(limit) + ": no " + role + " hierarchy");
         };
         bool ok = true;
         if (limits.memory_max) {
@@ -268,10 +268,11 @@ public:
                 ok = ok &&
                      write("memory", "memory.limit_in_bytes", std::to_string(*limits.memory_max));
             else
-                missing("memory_max", "memory");
+                missing(LimitKind::memory_max, "memory_max", "memory");
         }
         if (limits.memory_high)
             cg->add_unenforced(
+                LimitKind::memory_high,
                 "memory_high: no cgroup v1 equivalent (soft_limit_in_bytes only acts under global "
                 "pressure)");
         if (limits.cpu_quota) {
@@ -281,23 +282,24 @@ public:
                      write("cpu", "cpu.cfs_quota_us",
                            std::to_string(cpu_quota_us(*limits.cpu_quota)));
             else
-                missing("cpu_quota", "cpu");
+                missing(LimitKind::cpu_quota, "cpu_quota", "cpu");
         }
         if (limits.cpu_weight) {
             if (has("cpu"))
                 ok = ok && write("cpu", "cpu.shares",
                                  std::to_string(weight_to_shares(*limits.cpu_weight)));
             else
-                missing("cpu_weight", "cpu");
+                missing(LimitKind::cpu_weight, "cpu_weight", "cpu");
         }
         if (limits.cpu_idle) {
             // Absent before 5.15: the child then takes SCHED_IDLE, which
             // ranks it only within its own group, so the group also gets
             // the smallest share against the other revisions.
             if (!has("cpu")) {
-                missing("cpu_idle", "cpu");
+                missing(LimitKind::cpu_idle, "cpu_idle", "cpu");
             } else if (!plain_ && !detail::exists(cgroup_path(cg->dir("cpu"), "cpu.idle"))) {
-                cg->add_unenforced("cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
+                cg->add_unenforced(LimitKind::cpu_idle,
+                                   "cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
                                    "policy and cpu.shares 2 instead");
                 ok = ok && write("cpu", "cpu.shares", "2");
             } else {
@@ -308,7 +310,7 @@ public:
             if (has("pids"))
                 ok = ok && write("pids", "pids.max", std::to_string(*limits.pids_max));
             else
-                missing("pids_max", "pids");
+                missing(LimitKind::pids_max, "pids_max", "pids");
         }
         if (!ok) {
             undo();

@@ -63,7 +63,7 @@ public:
         fd_.reset(fd);
         return "";
     }
-    void add_unenforced(std::string what) { unenforced_.push_back(std::move(what)); }
+    using Cgroup::add_unenforced;
     void set_confines_cpus() { confines_cpus_ = true; }
     void set_has_cpuset() { has_cpuset_ = true; }
 
@@ -258,27 +258,29 @@ public:
             const char* controller;
             const char* file;
             const char* limit;
+            LimitKind kind;
         };
         const Write writes[] = {
             {limits.memory_max ? std::optional(std::to_string(*limits.memory_max)) : std::nullopt,
-             "memory", "memory.max", "memory_max"},
+             "memory", "memory.max", "memory_max", LimitKind::memory_max},
             {limits.memory_high ? std::optional(std::to_string(*limits.memory_high)) : std::nullopt,
-             "memory", "memory.high", "memory_high"},
+             "memory", "memory.high", "memory_high", LimitKind::memory_high},
             {limits.cpu_quota ? std::optional(std::to_string(cpu_quota_us(*limits.cpu_quota)) +
                                               " " + std::to_string(cpu_period_us))
                               : std::nullopt,
-             "cpu", "cpu.max", "cpu_quota"},
+             "cpu", "cpu.max", "cpu_quota", LimitKind::cpu_quota},
             {limits.cpu_weight ? std::optional(std::to_string(*limits.cpu_weight)) : std::nullopt,
-             "cpu", "cpu.weight", "cpu_weight"},
+             "cpu", "cpu.weight", "cpu_weight", LimitKind::cpu_weight},
             {limits.pids_max ? std::optional(std::to_string(*limits.pids_max)) : std::nullopt,
-             "pids", "pids.max", "pids_max"},
+             "pids", "pids.max", "pids_max", LimitKind::pids_max},
             {limits.cpu_idle ? std::optional(std::string("1")) : std::nullopt, "cpu", "cpu.idle",
-             "cpu_idle"},
+             "cpu_idle", LimitKind::cpu_idle},
         };
         for (const auto& w : writes) {
             if (!w.value) continue;
             if (!available_.count(w.controller)) {
-                cg->add_unenforced(std::string(w.limit) + ": no " + w.controller + " controller");
+                cg->add_unenforced(w.kind,
+                                   std::string(w.limit) + ": no " + w.controller + " controller");
                 continue;
             }
             std::string path = cgroup_path(dir, w.file);
@@ -287,7 +289,8 @@ public:
                 // Before 5.15: the child then takes SCHED_IDLE, which ranks it
                 // only within its own group; the group also gets the smallest
                 // weight against the other revisions.
-                cg->add_unenforced("cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
+                cg->add_unenforced(LimitKind::cpu_idle,
+                                   "cpu_idle: no cpu.idle in this kernel (5.15+); SCHED_IDLE "
                                    "policy and cpu.weight 1 instead");
                 err = detail::write_file(cgroup_path(dir, "cpu.weight"), "1", plain_);
                 if (err == 0) continue;

@@ -1,6 +1,7 @@
 #include "isolation/isolation.hpp"
 
 #include "init/procscan.hpp"
+#include "init/spawn.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -352,11 +353,7 @@ void Isolation::on_oom_readable(uv_poll_t* handle, int status, int) {
                    {{"error", uv_strerror(status)}});
         return;
     }
-    try {
-        self->check_oom();
-    } catch (const std::exception& e) {
-        log::error("OOM watch failed", {{"error", e.what()}});
-    }
+    guard_callback("OOM watch", [self] { self->check_oom(); });
 }
 
 void Isolation::check_oom() {
@@ -397,6 +394,42 @@ void Isolation::watchdog_tick() {
     } catch (const std::exception& e) {
         log::error("memory watchdog failed", {{"error", e.what()}});
     }
+}
+
+} // namespace hearth
+
+namespace hearth {
+
+LimitsReport report_limits(const cgroup::Limits& l, const cgroup::Cgroup& cg, bool driver_none) {
+    using cgroup::LimitKind;
+    LimitsReport r;
+    if (driver_none) {
+        // What stands in for each limit without cgroups, in the words status
+        // shows (hearth-protocol(7), cgroup.degraded).
+        if (l.memory_max) r.degraded.push_back("memory: hearth's RSS watchdog (no cgroup)");
+        if (l.memory_high) r.degraded.push_back("memory_high: not enforced (no cgroup)");
+        if (l.cpu_quota || l.cpu_weight)
+            r.degraded.push_back("cpus: lower priority (nice 10), no quota");
+        if (l.cpu_idle) r.degraded.push_back("cpu_weight idle: SCHED_IDLE policy (no cgroup)");
+        if (l.pids_max) r.degraded.push_back("pids: not enforced (no cgroup)");
+        bool any_limit = l.memory_max || l.memory_high || l.cpu_quota || l.cpu_weight ||
+                         l.cpu_idle || l.pids_max;
+        if (!any_limit) r.degraded.push_back("no cgroup: stop reaches the session tree only");
+        if (l.cpu_quota || l.cpu_weight) r.nice = 10;
+    } else {
+        r.degraded = cg.unenforced();
+    }
+    if (l.cpu_slice_us && !kernel_has_custom_slices())
+        r.degraded.push_back("cpu_slice_us: ignored by this kernel (custom slices: Linux 6.12+)");
+    r.enforced = r.degraded.empty();
+    // No kernel memory limit (no cgroups, or no memory hierarchy): hearth's
+    // watchdog holds the revision to it instead.
+    bool kernel_memory = !driver_none && !cg.unenforced(LimitKind::memory_max);
+    r.memory_by_watchdog = l.memory_max.has_value() && !kernel_memory;
+    // No cpu.idle (driver none, no cpu hierarchy, kernel before 5.15): the
+    // processes take the SCHED_IDLE policy themselves.
+    r.sched_idle = l.cpu_idle && cg.unenforced(LimitKind::cpu_idle);
+    return r;
 }
 
 } // namespace hearth

@@ -18,6 +18,26 @@
 
 namespace hearth {
 
+// Seconds (a duration from options or a deploy) as whole milliseconds for a
+// libuv timer, rounded to nearest; negative or NaN becomes 0.
+inline uint64_t timer_ms(double seconds) noexcept {
+    return seconds > 0 ? static_cast<uint64_t>(seconds * 1000.0 + 0.5) : 0;
+}
+
+// Runs `f` and logs, instead of propagating, whatever it throws: for the
+// body of every libuv callback (an exception escaping into libuv's C frames
+// would end the process, and hearth may be PID 1). `what` names the
+// callback in the log line.
+template <class F> void guard_callback(const char* what, F&& f) noexcept {
+    try {
+        std::forward<F>(f)();
+    } catch (const std::exception& e) {
+        log::error(std::string(what) + " failed", {{"error", e.what()}});
+    } catch (...) {
+        log::error(std::string(what) + " failed", {{"error", "unknown exception"}});
+    }
+}
+
 // A one-shot or repeating timer whose callback never runs after destruction.
 class Timer {
 public:
@@ -60,6 +80,8 @@ private:
             cb();
         } catch (const std::exception& e) {
             log::error("timer callback failed", {{"error", e.what()}});
+        } catch (...) {
+            log::error("timer callback failed", {{"error", "unknown exception"}});
         }
     }
     Block* block_;
@@ -111,6 +133,8 @@ void run_blocking(uv_loop_t* loop, std::function<Result()> work,
                 j->done(std::move(j->result), std::move(j->error));
             } catch (const std::exception& e) {
                 log::error("completion of background job failed", {{"error", e.what()}});
+            } catch (...) {
+                log::error("completion of background job failed", {{"error", "unknown exception"}});
             }
         });
     if (rc < 0) {
