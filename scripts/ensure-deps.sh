@@ -5,7 +5,7 @@ set -eu
 
 packages="build-essential meson ninja-build pkg-config scdoc \
 libuv1-dev libarchive-dev nlohmann-json3-dev libspdlog-dev libcurl4-openssl-dev libssl-dev catch2 \
-python3 util-linux procps libarchive-tools unzip clang-format \
+python3 util-linux procps libarchive-tools unzip clang-format clang-tidy \
 patchelf debootstrap python3-yaml systemd"
 # Why the last four (build and test dependencies of issue 14's operations work):
 # - patchelf: `ninja bundle` gives each copied library the run path $ORIGIN,
