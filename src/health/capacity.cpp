@@ -1,5 +1,6 @@
 #include "health/capacity.hpp"
 
+#include "isolation/cgroup.hpp"
 #include "util/fs.hpp"
 #include "util/text.hpp"
 #include "util/units.hpp"
@@ -17,86 +18,20 @@ using nlohmann::json;
 
 namespace {
 
-struct Mount {
-    std::string root;  // the mounted subtree of the hierarchy
-    std::string point; // with the sources' root prepended
-    std::string fstype;
-    std::vector<std::string> super_options;
-};
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape(std::string_view s) {
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '\\' && i + 3 < s.size()) {
-            int v = 0;
-            bool ok = true;
-            for (std::size_t k = 1; k <= 3; ++k) {
-                char c = s[i + k];
-                ok &= c >= '0' && c <= '7';
-                v = v * 8 + (c - '0');
-            }
-            if (ok) {
-                out += static_cast<char>(v);
-                i += 3;
-                continue;
-            }
-        }
-        out += s[i];
-    }
-    return out;
-}
-
-std::vector<Mount> cgroup_mounts(std::string_view mountinfo, const std::string& prefix) {
-    std::vector<Mount> out;
-    for (auto line : split(mountinfo, '\n')) {
-        std::vector<std::string_view> fields;
-        for (auto f : split(line, ' '))
-            if (!f.empty()) fields.push_back(f);
-        auto dash = std::find(fields.begin(), fields.end(), std::string_view("-"));
-        if (fields.size() < 6 || dash == fields.end() || fields.end() - dash < 4) continue;
-        std::string_view fstype = *(dash + 1);
-        if (fstype != "cgroup" && fstype != "cgroup2") continue;
-        Mount m;
-        m.root = unescape(fields[3]);
-        m.point = prefix + unescape(fields[4]);
-        m.fstype = std::string(fstype);
-        for (auto opt : split(*(dash + 3), ','))
-            m.super_options.emplace_back(opt);
-        out.push_back(std::move(m));
-    }
-    return out;
-}
-
-struct Membership {
-    std::vector<std::string> controllers; // empty for the unified hierarchy
-    std::string path;
-};
-
-std::vector<Membership> memberships(std::string_view proc_cgroup) {
-    std::vector<Membership> out;
-    for (auto line : split(proc_cgroup, '\n')) {
-        auto first = line.find(':');
-        if (first == std::string_view::npos) continue;
-        auto second = line.find(':', first + 1);
-        if (second == std::string_view::npos) continue;
-        Membership m;
-        for (auto c : split(line.substr(first + 1, second - first - 1), ','))
-            if (!c.empty()) m.controllers.emplace_back(c);
-        m.path = std::string(trim(line.substr(second + 1)));
-        out.push_back(std::move(m));
-    }
-    return out;
-}
-
-bool has(const std::vector<std::string>& list, std::string_view item) {
-    return std::find(list.begin(), list.end(), item) != list.end();
+// The cgroup mounts of `mountinfo`, with the sources' root prepended to each
+// mount point (fake trees in tests).
+std::vector<cgroup::MountEntry> cgroup_mounts(std::string_view mountinfo,
+                                              const std::string& prefix) {
+    auto mounts = cgroup::parse_mountinfo(mountinfo);
+    for (auto& m : mounts)
+        m.point = prefix + m.point;
+    return mounts;
 }
 
 // hearth's cgroup directory in `mount` given its path in the hierarchy; the
 // mount point when the path is not below the mount's root (a cgroup
 // namespace shows "/" for the namespace root).
-std::string own_directory(const Mount& mount, const std::string& path) {
+std::string own_directory(const cgroup::MountEntry& mount, const std::string& path) {
     std::string root = mount.root == "/" ? "" : mount.root;
     if (path.compare(0, root.size(), root) == 0 &&
         (path.size() == root.size() || path[root.size()] == '/')) {
@@ -220,13 +155,14 @@ Capacity read_capacity(const CapacitySources& sources) {
     auto proc_cgroup = small_file(root + "/proc/self/cgroup");
     if (mountinfo && proc_cgroup) {
         auto mounts = cgroup_mounts(*mountinfo, root);
-        auto members = memberships(*proc_cgroup);
+        auto members = cgroup::parse_proc_cgroup(*proc_cgroup);
         // The v1 hierarchy of `controller`, as (mount, hearth's path in it).
         auto v1_dirs = [&](std::string_view controller) -> std::vector<std::string> {
             for (const auto& m : members) {
-                if (!has(m.controllers, controller)) continue;
+                if (!cgroup::has_token(m.controllers, controller)) continue;
                 for (const auto& mount : mounts)
-                    if (mount.fstype == "cgroup" && has(mount.super_options, controller))
+                    if (mount.fstype == "cgroup" &&
+                        cgroup::has_token(mount.super_options, controller))
                         return up_to(own_directory(mount, m.path), mount.point);
             }
             return {};

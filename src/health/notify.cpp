@@ -1,5 +1,6 @@
 #include "health/notify.hpp"
 
+#include "isolation/cgroup.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -82,24 +83,12 @@ bool cgroup_file_has(std::string_view text, std::string_view relpath, std::strin
     if (relpath.empty() || relpath.front() != '/') return false;
     while (relpath.size() > 1 && relpath.back() == '/')
         relpath.remove_suffix(1);
-    for (std::string_view line : split(text, '\n')) {
-        // hierarchy-ID:controller-list:cgroup-path (the path may hold ':')
-        std::size_t c1 = line.find(':');
-        if (c1 == std::string_view::npos) continue;
-        std::size_t c2 = line.find(':', c1 + 1);
-        if (c2 == std::string_view::npos) continue;
-        std::string_view id = line.substr(0, c1);
-        std::string_view controllers = line.substr(c1 + 1, c2 - c1 - 1);
-        std::string_view path = line.substr(c2 + 1);
-        bool chosen = false;
-        if (controller.empty()) {
-            chosen = id == "0" && controllers.empty();
-        } else {
-            for (std::string_view c : split(controllers, ','))
-                if (c == controller) chosen = true;
-        }
+    for (const auto& entry : cgroup::parse_proc_cgroup(text)) {
+        bool chosen = controller.empty() ? entry.hierarchy_id == "0" && entry.controllers.empty()
+                                         : cgroup::has_token(entry.controllers, controller);
         if (!chosen) continue;
         if (relpath == "/") return true;
+        std::string_view path = entry.path;
         return path == relpath ||
                (path.size() > relpath.size() && path.substr(0, relpath.size()) == relpath &&
                 path[relpath.size()] == '/');

@@ -38,12 +38,6 @@ std::string_view mode_name(Mode mode) {
 
 namespace {
 
-bool has_token(std::string_view list, std::string_view token) {
-    for (auto t : split(list, ','))
-        if (t == token) return true;
-    return false;
-}
-
 // mountinfo escapes space, tab, newline and backslash as \ooo.
 std::string unescape(std::string_view s) {
     std::string out;
@@ -58,52 +52,6 @@ std::string unescape(std::string_view s) {
             continue;
         }
         out.push_back(s[i]);
-    }
-    return out;
-}
-
-struct MountEntry {
-    std::string root;
-    std::string point;
-    std::string fstype;
-    std::string super_options;
-    bool read_only = false;
-};
-
-std::vector<MountEntry> parse_mountinfo(std::string_view text) {
-    std::vector<MountEntry> out;
-    for (auto line : split(text, '\n')) {
-        std::vector<std::string_view> f;
-        for (auto w : split(line, ' '))
-            if (!w.empty()) f.push_back(w);
-        // id parent dev root point options [optional...] - fstype source super
-        auto dash = std::find(f.begin(), f.end(), std::string_view("-"));
-        if (f.size() < 6 || dash == f.end() || dash - f.begin() < 6 || f.end() - dash < 3) continue;
-        MountEntry m;
-        m.root = unescape(f[3]);
-        m.point = unescape(f[4]);
-        m.read_only = has_token(f[5], "ro");
-        m.fstype = std::string(dash[1]);
-        m.super_options = std::string(dash[3]);
-        if (m.fstype == "cgroup" || m.fstype == "cgroup2") out.push_back(std::move(m));
-    }
-    return out;
-}
-
-struct ProcEntry {
-    std::string controllers; // "" for the unified line
-    std::string path;
-};
-
-std::vector<ProcEntry> parse_proc_cgroup(std::string_view text) {
-    std::vector<ProcEntry> out;
-    for (auto line : split(text, '\n')) {
-        auto c1 = line.find(':');
-        if (c1 == std::string_view::npos) continue;
-        auto c2 = line.find(':', c1 + 1);
-        if (c2 == std::string_view::npos) continue;
-        out.push_back(
-            {std::string(line.substr(c1 + 1, c2 - c1 - 1)), std::string(line.substr(c2 + 1))});
     }
     return out;
 }
@@ -150,6 +98,46 @@ std::string self_dir(const MountEntry& m, std::string_view prefix,
 }
 
 } // namespace
+
+bool has_token(std::string_view list, std::string_view token) {
+    for (auto t : split(list, ','))
+        if (t == token) return true;
+    return false;
+}
+
+std::vector<MountEntry> parse_mountinfo(std::string_view text) {
+    std::vector<MountEntry> out;
+    for (auto line : split(text, '\n')) {
+        std::vector<std::string_view> f;
+        for (auto w : split(line, ' '))
+            if (!w.empty()) f.push_back(w);
+        // id parent dev root point options [optional...] - fstype source super
+        auto dash = std::find(f.begin(), f.end(), std::string_view("-"));
+        if (f.size() < 6 || dash == f.end() || dash - f.begin() < 6 || f.end() - dash < 4) continue;
+        MountEntry m;
+        m.root = unescape(f[3]);
+        m.point = unescape(f[4]);
+        m.read_only = has_token(f[5], "ro");
+        m.fstype = std::string(dash[1]);
+        m.super_options = std::string(dash[3]);
+        if (m.fstype == "cgroup" || m.fstype == "cgroup2") out.push_back(std::move(m));
+    }
+    return out;
+}
+
+std::vector<ProcCgroupEntry> parse_proc_cgroup(std::string_view text) {
+    std::vector<ProcCgroupEntry> out;
+    for (auto line : split(text, '\n')) {
+        auto c1 = line.find(':');
+        if (c1 == std::string_view::npos) continue;
+        auto c2 = line.find(':', c1 + 1);
+        if (c2 == std::string_view::npos) continue;
+        out.push_back({std::string(line.substr(0, c1)),
+                       std::string(line.substr(c1 + 1, c2 - c1 - 1)),
+                       std::string(trim(line.substr(c2 + 1)))});
+    }
+    return out;
+}
 
 Layout detect(std::string_view mountinfo, std::string_view proc_self_cgroup,
               std::string_view mount_prefix) {

@@ -62,6 +62,31 @@ struct Layout {
     std::map<std::string, V1Hierarchy> v1;
 };
 
+// One cgroup or cgroup2 mount of a mountinfo text (other mounts are left
+// out). Paths are unescaped (mountinfo writes space, tab, newline and
+// backslash as \ooo); `super_options` is the comma list after the source
+// (v1: the controllers mounted there).
+struct MountEntry {
+    std::string root;   // the mount's root within the hierarchy
+    std::string point;  // where it is mounted
+    std::string fstype; // "cgroup" or "cgroup2"
+    std::string super_options;
+    bool read_only = false;
+};
+std::vector<MountEntry> parse_mountinfo(std::string_view mountinfo);
+
+// One line of /proc/PID/cgroup: "hierarchy-id:controller-list:path".
+// `controllers` is "" on the unified (cgroup2) line, whose id is "0".
+struct ProcCgroupEntry {
+    std::string hierarchy_id;
+    std::string controllers; // comma list, as the kernel writes it
+    std::string path;
+};
+std::vector<ProcCgroupEntry> parse_proc_cgroup(std::string_view text);
+
+// Whether the comma list `list` holds `token` ("rw,nosuid" has "rw").
+bool has_token(std::string_view list, std::string_view token);
+
 // Parses /proc/self/mountinfo and /proc/self/cgroup text. Pure function.
 // Mode: v1 controllers (memory/cpu/pids) plus a cgroup2 mount -> hybrid; v1
 // only -> v1; cgroup2 only -> v2; neither -> none. Read-only mounts are left
