@@ -96,6 +96,8 @@ std::string make_parent_dirs(const std::string& dir) {
 
 namespace detail {
 
+// NOLINTNEXTLINE(bugprone-exception-escape): the implicit special members
+// copy a json id, which may only throw std::bad_alloc.
 struct ReplyState {
     std::weak_ptr<Connection> conn;
     json id;

@@ -79,7 +79,7 @@ Result<Client, CallError> Client::connect(const std::string& path, Timeout timeo
             if (deadline.passed())
                 return make_error(CallError::Kind::timeout,
                                   "timed out connecting to " + path + " (backlog full)");
-            timespec ts{0, 10 * 1000 * 1000};
+            timespec ts{0, 10L * 1000 * 1000};
             ::nanosleep(&ts, nullptr);
             continue;
         }
@@ -93,9 +93,7 @@ Result<Client, CallError> Client::connect(const std::string& path, Timeout timeo
                 return make_error(CallError::Kind::timeout, "timed out connecting to " + path);
             int soerr = 0;
             socklen_t len = sizeof(soerr);
-            if (n < 0)
-                soerr = errno;
-            else if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+            if (n < 0 || ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
                 soerr = errno;
             if (soerr == 0) break;
             err = soerr;

@@ -28,6 +28,8 @@ namespace hearth {
 // Why a call or a wait failed. hearthctl needs more than util/error.hpp's
 // Error here: the kind decides its exit status, and an rpc error carries the
 // JSON-RPC error object (code and data) that some callers branch on.
+// NOLINTNEXTLINE(bugprone-exception-escape): the implicit special members
+// copy strings and a json object, which may only throw std::bad_alloc.
 struct CallError {
     enum class Kind {
         connect,     // socket could not be opened or connected
@@ -53,7 +55,7 @@ public:
     // Longest line accepted from the daemon. A `logs` reply can carry 10000
     // lines, so this is far above the daemon's own 1 MiB request limit; it
     // only exists so a broken peer cannot make the client eat all memory.
-    static constexpr std::size_t kDefaultMaxLine = 128u * 1024 * 1024;
+    static constexpr std::size_t kDefaultMaxLine = std::size_t{128} * 1024 * 1024;
 
     // Connects to the Unix socket at `path`, waiting at most `timeout` (the
     // listen backlog may be full while the daemon is busy). Blocking.

@@ -35,7 +35,7 @@ std::optional<json> parse_params_text(std::string_view text, const std::string& 
 }
 
 std::optional<json> read_params_file(const std::string& path, std::FILE* in, std::string& error) {
-    constexpr std::size_t kMax = 16u * 1024 * 1024;
+    constexpr std::size_t kMax = std::size_t{16} * 1024 * 1024;
     const bool from_stdin = path == "-";
     const std::string name = from_stdin ? "standard input" : path;
     std::FILE* f = from_stdin ? in : std::fopen(path.c_str(), "re");

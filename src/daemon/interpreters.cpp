@@ -62,7 +62,7 @@ void Interpreters::probe_next(std::size_t index) {
     req.env = std::vector<std::string>{"PATH=" + host_path(), "LANG=C.UTF-8"};
     probe_pid_ = run_oneshot(
         loop_, init_, std::move(req), probe_timeout_ms, 4096,
-        [this, index, candidate](OneshotResult r) {
+        [this, index, candidate](const OneshotResult& r) {
             probe_pid_ = -1;
             std::string err;
             std::optional<Interpreter> found;

@@ -66,7 +66,7 @@ void deploy(Ctx& c, const json& params, Reply reply, const ConnPtr&) {
         std::make_shared<std::pair<DeploySpec, Reply>>(std::move(spec), std::move(reply));
     run_blocking<Result<Identity>>(
         c.loop, [user, group] { return resolve_identity(user, group); },
-        [&c, pending, user](std::optional<Result<Identity>> who, std::string error) {
+        [&c, pending, user](std::optional<Result<Identity>> who, const std::string& error) {
             Reply& r = pending->second;
             if (!who) return r.error(rpc::internal_error, "resolving the identity: " + error);
             if (!*who) {
@@ -155,28 +155,29 @@ void subscribe(Ctx& c, const json& params, Reply reply, const ConnPtr& conn) {
 
 void cache_list(Ctx& c, const json&, Reply reply, const ConnPtr&) {
     auto shared = std::make_shared<Reply>(std::move(reply));
-    c.store.list([&c, shared](std::optional<std::vector<CacheEntry>> entries, std::string error) {
-        if (!entries) return shared->error(rpc::internal_error, "cache.list: " + error);
-        auto users = c.revisions.users_of_objects();
-        json list = json::array();
-        std::uint64_t used = 0, pinned = 0;
-        for (const auto& e : *entries) {
-            used += e.bytes;
-            auto it = users.find({e.kind, e.sha256});
-            json by = it == users.end() ? json::array() : json(it->second);
-            if (!by.empty()) pinned += e.bytes;
-            list.push_back({{"kind", object_kind_name(e.kind)},
-                            {"sha256", e.sha256},
-                            {"bytes", e.bytes},
-                            {"last_used", format_timestamp(e.last_used)},
-                            {"pinned_by", std::move(by)}});
-        }
-        c.store.set_figures(used, pinned);
-        shared->result({{"budget_bytes", c.store.budget()},
-                        {"used_bytes", used},
-                        {"pinned_bytes", pinned},
-                        {"entries", std::move(list)}});
-    });
+    c.store.list(
+        [&c, shared](std::optional<std::vector<CacheEntry>> entries, const std::string& error) {
+            if (!entries) return shared->error(rpc::internal_error, "cache.list: " + error);
+            auto users = c.revisions.users_of_objects();
+            json list = json::array();
+            std::uint64_t used = 0, pinned = 0;
+            for (const auto& e : *entries) {
+                used += e.bytes;
+                auto it = users.find({e.kind, e.sha256});
+                json by = it == users.end() ? json::array() : json(it->second);
+                if (!by.empty()) pinned += e.bytes;
+                list.push_back({{"kind", object_kind_name(e.kind)},
+                                {"sha256", e.sha256},
+                                {"bytes", e.bytes},
+                                {"last_used", format_timestamp(e.last_used)},
+                                {"pinned_by", std::move(by)}});
+            }
+            c.store.set_figures(used, pinned);
+            shared->result({{"budget_bytes", c.store.budget()},
+                            {"used_bytes", used},
+                            {"pinned_bytes", pinned},
+                            {"entries", std::move(list)}});
+        });
 }
 
 void cache_gc(Ctx& c, const json& params, Reply reply, const ConnPtr&) {

@@ -35,7 +35,7 @@ namespace hearth::health {
 
 // Bounds applied by parse_load_error (and by hearth_boot.py when it builds
 // the document).
-inline constexpr std::size_t max_load_error_bytes = 64 * 1024;
+inline constexpr std::size_t max_load_error_bytes = std::size_t{64} * 1024;
 inline constexpr std::size_t max_load_error_depth = 8;      // exceptions in one chain
 inline constexpr std::size_t max_load_error_frames = 1000;  // per exception
 inline constexpr std::size_t max_load_error_string = 16384; // bytes per string

@@ -50,7 +50,7 @@
 
 namespace hearth::health {
 
-inline constexpr std::size_t default_max_notify_datagram = 64 * 1024;
+inline constexpr std::size_t default_max_notify_datagram = std::size_t{64} * 1024;
 
 // One datagram, parsed. Fields not present in it are unset/false.
 struct NotifyMessage {

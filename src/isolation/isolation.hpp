@@ -79,7 +79,7 @@ public:
 class Isolation final : public IsolationApi {
 public:
     Isolation(uv_loop_t* loop, const Options& options);
-    ~Isolation();
+    ~Isolation() override;
     Isolation(const Isolation&) = delete;
     Isolation& operator=(const Isolation&) = delete;
 

@@ -80,7 +80,7 @@ private:
 // finish() emits a final unterminated line as is. Loop thread.
 class LineSplitter {
 public:
-    static constexpr std::size_t default_max_line = 64 * 1024;
+    static constexpr std::size_t default_max_line = std::size_t{64} * 1024;
     using Emit = std::function<bool(std::string_view line)>; // false: stop now
 
     explicit LineSplitter(std::size_t max_line = default_max_line) : max_line_(max_line) {}
@@ -120,7 +120,7 @@ private:
 class RotatingFile {
 public:
     static constexpr std::uint64_t default_max_bytes = 10ull << 20;
-    static constexpr std::size_t buffer_limit = 64 * 1024;
+    static constexpr std::size_t buffer_limit = std::size_t{64} * 1024;
 
     RotatingFile(std::string dir, std::string name, std::uint64_t max_bytes = default_max_bytes);
     ~RotatingFile(); // flushes, then closes

@@ -390,7 +390,10 @@ bool parse_layout_json(std::string_view text, std::string_view origin, Installed
                 for (const auto& part : p)
                     if (part == "..") escapes = true;
                 if (escapes) {
-                    error = where + ": sys_path_entries item '" + rel + "' leaves the chroot";
+                    error = where;
+                    error.append(": sys_path_entries item '")
+                        .append(rel)
+                        .append("' leaves the chroot");
                     return false;
                 }
                 layout.sys_path_entries.push_back(std::move(rel));

@@ -164,9 +164,10 @@ void add_environment(const Table& table, std::string_view prefix, const Env& env
         if (!spec.takes_value) {
             auto on = parse_bool(value);
             if (!on) {
-                if (scan.error.empty())
-                    scan.error = var + ": expected 1, true, yes, on, 0, false, no or off, got '" +
-                                 value + "'";
+                if (scan.error.empty()) scan.error = var;
+                scan.error.append(": expected 1, true, yes, on, 0, false, no or off, got '")
+                    .append(value)
+                    .append("'");
                 continue;
             }
             if (*on) from_env.push_back(Given{row, spec.name, var, {}, true});

@@ -8,6 +8,8 @@
 
 #include "util/log.hpp"
 
+#include <cmath>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -21,7 +23,7 @@ namespace hearth {
 // Seconds (a duration from options or a deploy) as whole milliseconds for a
 // libuv timer, rounded to nearest; negative or NaN becomes 0.
 inline uint64_t timer_ms(double seconds) noexcept {
-    return seconds > 0 ? static_cast<uint64_t>(seconds * 1000.0 + 0.5) : 0;
+    return seconds > 0 ? static_cast<uint64_t>(std::llround(seconds * 1000.0)) : 0;
 }
 
 // Runs `f` and logs, instead of propagating, whatever it throws: for the
