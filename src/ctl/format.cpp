@@ -1,5 +1,6 @@
 #include "ctl/format.hpp"
 
+#include "health/load_error.hpp"
 #include "util/text.hpp"
 #include "util/units.hpp"
 
@@ -348,6 +349,20 @@ std::vector<std::string> status_detail(const json& status, double now) {
         add(state == "failed" ? "failure" : "last failure", f);
     }
 
+    const json& endpoint = object_member(*rev, "endpoint");
+    if (!endpoint.empty())
+        add("endpoint", "port " + field(endpoint, "port", "-") + ", runtime dir " +
+                            field(endpoint, "runtime_dir", "-"));
+    const json& ready = object_member(*rev, "readiness");
+    if (!ready.empty()) {
+        std::string r = field(ready, "state", "?") + " (" + field(ready, "kind", "?") + ")";
+        if (auto left = number(ready, "deadline_in_ms"))
+            r += ", deadline in " + seconds_text(*left / 1000);
+        std::string progress = field(ready, "progress", "");
+        if (!progress.empty()) r += ", progress: " + one_line(progress);
+        add("readiness", r);
+    }
+
     const json& oom = object_member(*rev, "oom");
     if (!oom.empty()) {
         std::string o = "killed by the " + field(oom, "source", "?");
@@ -391,6 +406,14 @@ std::vector<std::string> status_detail(const json& status, double now) {
         auto nl = table.find('\n', start);
         lines.push_back("  " + table.substr(start, nl - start));
         start = nl + 1;
+    }
+    // A load error, the way Python prints it.
+    if (rev->contains("error") && (*rev)["error"].is_object()) {
+        if (auto error = health::load_error_from_json((*rev)["error"])) {
+            std::string text = health::render_traceback(*error);
+            for (std::string_view line : split(text, '\n'))
+                if (!line.empty()) lines.push_back("  " + std::string(line));
+        }
     }
     return lines;
 }

@@ -69,6 +69,9 @@ std::string Daemon::start() {
                                                  boot_script_path_);
     Revisions::Config config;
     config.state_dir = options_.state_dir;
+    config.runtime_root = options_.run_dir + "/revisions";
+    config.port_range = options_.port_range;
+    config.init = &init_;
     revisions_ = std::make_unique<Revisions>(loop_, config, store_jobs_, isolation_, processes_,
                                              *preparer_, events_, forwarder_.get());
     Revisions& revisions = *revisions_;

@@ -348,6 +348,8 @@ DeploySpec parse_deploy_params(const json& params, const DeployPolicy& policy) {
             throw rpc::invalid_params_at("params.min_uptime_s", "expected 0 to 3600 seconds");
         spec.min_uptime_s = *up;
     }
+    if (params.contains("readiness") && !params["readiness"].is_null())
+        spec.readiness = health::parse_readiness(params["readiness"], "params.readiness");
     parse_limits(params, spec.limits);
     apply_policy(spec.limits, policy);
     spec.restart = parse_restart(params);
@@ -372,6 +374,12 @@ std::string format_timestamp(WallClock::time_point t) {
 }
 
 namespace {
+void deadline_fields(json& r, std::chrono::milliseconds left) {
+    r["deadline_in_ms"] = std::max<std::int64_t>(0, left.count());
+    r["deadline"] =
+        format_timestamp(WallClock::now() + std::chrono::duration_cast<WallClock::duration>(left));
+}
+
 json artifact_json(const ArtifactSpec& spec, const ArtifactStatus& st) {
     json j = {{"sha256", spec.sha256}, {"cache_hit", st.cache_hit}, {"bytes", st.bytes}};
     if (st.fetched_bytes) {
@@ -385,7 +393,7 @@ json artifact_json(const ArtifactSpec& spec, const ArtifactStatus& st) {
 Revision::Revision(uv_loop_t* loop, std::string loc, int num, DeploySpec s)
     : id(loc + "-" + std::to_string(num)), location(std::move(loc)), number(num),
       spec(std::move(s)), created_at(WallClock::now()), state_since(created_at),
-      phase_started(Clock::now()), timer(loop) {}
+      phase_started(Clock::now()), deadline_timer(loop), timer(loop) {}
 
 json Revision::to_json() const {
     json j = {
@@ -449,6 +457,38 @@ json Revision::to_json() const {
             j["signal"] = signal_name(WTERMSIG(*wait_status));
     }
     if (!stderr_tail.empty()) j["stderr_tail"] = stderr_tail;
+    if (load_error) j["error"] = *load_error;
+    if (port != 0 || !runtime_dir.empty())
+        j["endpoint"] = {{"port", port ? json(port) : json(nullptr)},
+                         {"runtime_dir", runtime_dir.empty() ? json(nullptr) : json(runtime_dir)}};
+    if (pid > 0) {
+        json p = {{"state", process_running ? "running" : "exited"},
+                  {"pid", pid},
+                  {"oom_killed", oom.has_value()},
+                  {"since", format_timestamp(process_since)}};
+        if (!process_running && wait_status) {
+            if (WIFEXITED(*wait_status))
+                p["exit_code"] = WEXITSTATUS(*wait_status);
+            else if (WIFSIGNALED(*wait_status))
+                p["signal"] = signal_name(WTERMSIG(*wait_status));
+        }
+        j["process"] = std::move(p);
+        const char* names[] = {"pending", "ready", "failed"};
+        json r = {{"state", names[static_cast<int>(readiness)]},
+                  {"kind", health::probe_kind_name(spec.readiness.kind)},
+                  {"loading_since", format_timestamp(loading_since)}};
+        // The deadline is monotonic (EXTEND_TIMEOUT_USEC moves it): shown as
+        // what remains of it, and as the wall-clock time that is now.
+        if (deadline && readiness == Readiness::pending) {
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
+            deadline_fields(r, left);
+        }
+        if (!progress.empty()) r["progress"] = progress;
+        if (notify_errno) r["errno"] = *notify_errno;
+        if (readiness_since) r["since"] = format_timestamp(*readiness_since);
+        j["readiness"] = std::move(r);
+    }
     return j;
 }
 

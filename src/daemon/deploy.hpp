@@ -7,6 +7,8 @@
 // to stopped. This file holds the data and its JSON form (hearth-protocol(7));
 // revisions.hpp drives the transitions. Loop thread only.
 
+#include "health/notify.hpp"
+#include "health/probe.hpp"
 #include "init/spawn.hpp"
 #include "isolation/cgroup.hpp"
 #include "launch/output.hpp"
@@ -57,6 +59,8 @@ inline constexpr const char* spawn_error = "spawn_error";
 inline constexpr const char* exited = "exited";
 inline constexpr const char* no_space = "no_space";
 inline constexpr const char* oom_killed = "oom_killed";
+inline constexpr const char* readiness_timeout = "readiness_timeout";
+inline constexpr const char* load_error = "load_error";
 } // namespace reason
 
 struct ArtifactSpec {
@@ -102,6 +106,9 @@ struct DeploySpec {
     std::map<std::string, std::string> env;
     std::string cwd;
     double min_uptime_s = 1.0;
+    // How `loading` becomes `ready` (health/probe.hpp); kind none = the
+    // min_uptime_s rule.
+    health::ProbeSpec readiness;
     cgroup::Limits limits; // requested ones merged over the policy's defaults
     RestartSpec restart;
     StopSpec stop;
@@ -162,6 +169,34 @@ struct Revision {
     bool process_running = false;
     std::optional<int> wait_status;
     Clock::time_point process_started;
+    WallClock::time_point process_since; // the latest start or exit, for status
+
+    // The revision's endpoint, held from `starting` until it ends: its PORT
+    // (0 = none yet) and private runtime directory (HEARTH_RUNTIME_DIR).
+    std::uint16_t port = 0;
+    std::string runtime_dir;
+
+    // Readiness of the current process (reset at each start).
+    enum class Readiness { pending, ready, failed } readiness = Readiness::pending;
+    WallClock::time_point loading_since;       // when `loading` was entered
+    std::optional<Clock::time_point> deadline; // readiness.timeout_s from then, extensible
+    std::optional<WallClock::time_point> readiness_since; // when ready/failed
+    std::string progress;                                 // latest STATUS= text
+    std::optional<int> notify_errno;                      // latest ERRNO=
+    std::optional<nlohmann::json> load_error; // health::to_json(LoadError) once reported
+    // A failure decided while the process still runs (readiness timeout, a
+    // reported load error): the process tree is killed and after_exit ends
+    // the revision with this reason instead of `exited`, without restart.
+    const char* forced_reason = nullptr;
+    std::string forced_message;
+    std::string last_probe; // the latest failed probe attempt, for the timeout message
+    // The revision's cgroup as /proc/PID/cgroup names it (notify senders are
+    // checked against it); "" with the none driver (its session then).
+    std::string cgroup_relpath;
+    std::string cgroup_controller; // "" = unified hierarchy, else a v1 controller
+    std::unique_ptr<health::NotifyListener> notify;
+    std::unique_ptr<health::PeriodicProbe> probe;
+    Timer deadline_timer; // readiness deadline
 
     // Resources (see isolation.hpp): the revision's cgroup while it exists.
     std::shared_ptr<cgroup::Cgroup> cgroup;

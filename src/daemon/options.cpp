@@ -165,6 +165,14 @@ const std::vector<cli::Option<Options>>& rows() {
         {{"run-dir", 0, true, "*", true, 0, "DIR",
           "control socket and runtime files (default /run/hearth)"},
          absolute_path(&O::run_dir)},
+        {{"port-range", 0, true, "*", true, 0, "FIRST-LAST",
+          "ports given to revisions as PORT, one each (default 20000-29999)"},
+         [](Options& o, const std::string& v) -> std::string {
+             auto range = health::parse_port_range(v);
+             if (!range) return range.error().message;
+             o.port_range = *range;
+             return {};
+         }},
         {{"grace", 0, true, "*", true, 0, "SECONDS",
           "wait this long after TERM before KILL on shutdown (default 10)"},
          set_grace},

@@ -2,6 +2,7 @@
 // Command-line options of the hearth daemon, and the same settings from the
 // environment (hearth(8), OPTIONS and ENVIRONMENT).
 
+#include "health/ports.hpp"
 #include "util/cli.hpp"
 #include "util/error.hpp"
 #include "util/log.hpp"
@@ -17,6 +18,7 @@ namespace hearth {
 struct Options {
     std::string state_dir = "/var/lib/hearth";
     std::string run_dir = "/run/hearth";
+    health::PortRange port_range; // --port-range: PORT of each revision
     double grace_s = 10.0;
     log::Format log_format = log::Format::text;
     spdlog::level::level_enum log_level = spdlog::level::info;

@@ -1,10 +1,12 @@
 #include "daemon/revisions.hpp"
 
 #include "daemon/barrier.hpp"
+#include "health/load_error.hpp"
 #include "init/exit_status.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/text.hpp"
 #include "util/units.hpp"
 
 #include <cctype>
@@ -35,6 +37,55 @@ json oom_record(std::uint64_t kills, const char* source, std::optional<std::uint
     return oom;
 }
 
+// Where the process `pid` is, as its /proc/PID/cgroup says: the unified
+// line when it names a cgroup below the root, else a v1 line (memory
+// preferred). {"", ""} when unreadable. Blocks briefly on procfs.
+std::pair<std::string, std::string> cgroup_of(pid_t pid) {
+    auto text = read_file("/proc/" + std::to_string(pid) + "/cgroup");
+    if (!text) return {};
+    std::string v1_path, v1_controller;
+    for (std::string_view line : split(*text, '\n')) {
+        auto a = line.find(':');
+        auto b = a == std::string_view::npos ? a : line.find(':', a + 1);
+        if (b == std::string_view::npos) continue;
+        std::string_view controllers = line.substr(a + 1, b - a - 1);
+        std::string_view path = line.substr(b + 1);
+        if (controllers.empty()) {
+            if (path != "/") return {std::string(path), ""};
+            continue;
+        }
+        for (std::string_view c : split(controllers, ',')) {
+            if (c.empty() || c.rfind("name=", 0) == 0) continue;
+            if (v1_path.empty() || c == "memory") {
+                v1_path = path;
+                v1_controller = c;
+            }
+        }
+    }
+    return {v1_path, v1_controller};
+}
+
+std::string seconds_text(double s) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f s", s);
+    return buf;
+}
+
+// The environment of a revision's process: the prepared one, with hearth's
+// endpoint variables replacing any the deploy set.
+std::vector<std::string> with_endpoint_env(const std::vector<std::string>& env,
+                                           const Revision& rev) {
+    std::vector<std::string> out;
+    for (const auto& e : env)
+        if (e.rfind("PORT=", 0) != 0 && e.rfind("HEARTH_RUNTIME_DIR=", 0) != 0 &&
+            e.rfind("NOTIFY_SOCKET=", 0) != 0)
+            out.push_back(e);
+    if (rev.port) out.push_back("PORT=" + std::to_string(rev.port));
+    if (!rev.runtime_dir.empty()) out.push_back("HEARTH_RUNTIME_DIR=" + rev.runtime_dir);
+    if (rev.notify) out.push_back("NOTIFY_SOCKET=" + rev.notify->path());
+    return out;
+}
+
 } // namespace
 
 Revisions::Revisions(uv_loop_t* loop, Config config, Artifacts& artifacts, IsolationApi& isolation,
@@ -42,7 +93,7 @@ Revisions::Revisions(uv_loop_t* loop, Config config, Artifacts& artifacts, Isola
                      StdoutForwarder* forwarder)
     : loop_(loop), config_(std::move(config)), artifacts_(artifacts), isolation_(isolation),
       processes_(processes), preparer_(preparer), events_(events), forwarder_(forwarder),
-      sample_timer_(loop) {}
+      ports_(config_.port_range), sample_timer_(loop) {}
 
 Revisions::~Revisions() = default;
 
@@ -201,6 +252,11 @@ void Revisions::fail(Revision& rev, const char* reason, std::string message) {
     while (!message.empty() && std::isspace(static_cast<unsigned char>(message.back())))
         message.pop_back();
     rev.message = std::move(message);
+    if (rev.pid > 0 && rev.readiness == Revision::Readiness::pending) {
+        rev.readiness = Revision::Readiness::failed;
+        rev.readiness_since = WallClock::now();
+    }
+    disarm_readiness(rev);
     log::warn("revision failed", {{"location", rev.location},
                                   {"id", rev.id},
                                   {"reason", rev.reason},
@@ -216,6 +272,7 @@ void Revisions::fail(Revision& rev, const char* reason, std::string message) {
 void Revisions::end_revision(Revision& rev, State final_state) {
     if (rev.ending) return;
     rev.timer.stop();
+    disarm_readiness(rev);
     rev.next_attempt_at.reset();
     Location& loc = location_of(rev);
     if (loc.active == rev.id) loc.active.clear();
@@ -246,6 +303,7 @@ void Revisions::end_revision(Revision& rev, State final_state) {
 
 void Revisions::finish_revision(Revision& rev) {
     rev.timer.stop();
+    release_endpoint(rev);
     if (!rev.scratch_dir.empty()) {
         std::string dir = std::exchange(rev.scratch_dir, std::string());
         run_blocking<Status>(
@@ -295,6 +353,7 @@ void Revisions::stop(Revision& rev, std::string why, std::function<void()> done)
         return;
     }
     set_state(rev, State::stopping);
+    disarm_readiness(rev);
     isolation_.signal_all(isolation_.is_none() ? nullptr : rev.cgroup.get(), rev.pid,
                           rev.spec.stop.signal);
     std::string id = rev.id;
@@ -406,7 +465,7 @@ void Revisions::prepare(const std::string& id) {
         r->command = std::move(planned->command);
         r->launch_env = std::move(planned->env);
         r->launch_cwd = std::move(planned->cwd);
-        start_process(id);
+        make_endpoint(id, [this, id] { start_process(id); });
     });
 }
 
@@ -486,7 +545,7 @@ void Revisions::spawn_process(const std::string& id) {
     SpawnRequest req;
     req.path = rev->command[0];
     req.argv = rev->command;
-    req.env = rev->launch_env;
+    req.env = with_endpoint_env(rev->launch_env, *rev);
     req.cwd = rev->launch_cwd;
     req.new_session = true;
     req.stdin_fd = spawn_dev_null;
@@ -512,6 +571,9 @@ void Revisions::spawn_process(const std::string& id) {
     rev->pid = spawned.pid;
     rev->process_running = true;
     rev->process_started = Clock::now();
+    rev->process_since = WallClock::now();
+    if (!isolation_.is_none() && rev->cgroup)
+        std::tie(rev->cgroup_relpath, rev->cgroup_controller) = cgroup_of(rev->pid);
     rev->wait_status.reset();
     log::info("revision process started", {{"location", rev->location},
                                            {"id", rev->id},
@@ -542,13 +604,19 @@ void Revisions::spawn_process(const std::string& id) {
     set_state(*rev, State::loading);
     // A new revision has usage figures from its first moment.
     sample_usage({id});
-    rev->timer.start(timer_ms(rev->spec.min_uptime_s), [this, id] {
-        if (Revision* r = find(id)) on_min_uptime(*r);
-    });
+    arm_readiness(*rev, req);
 }
 
 void Revisions::on_min_uptime(Revision& rev) {
+    if (rev.state != State::loading || rev.load_error) return;
+    become_ready(rev);
+}
+
+void Revisions::become_ready(Revision& rev) {
     if (rev.state != State::loading) return;
+    disarm_readiness(rev);
+    rev.readiness = Revision::Readiness::ready;
+    rev.readiness_since = WallClock::now();
     sample_usage({rev.id});
     Location& loc = location_of(rev);
     Revision* current = loc.active.empty() ? nullptr : loc.find(loc.active);
@@ -568,12 +636,227 @@ void Revisions::on_min_uptime(Revision& rev) {
             stop(*other, "replaced by " + rev.id, [] {});
 }
 
+// ---- readiness -------------------------------------------------------------------
+
+void Revisions::make_endpoint(const std::string& id, std::function<void()> next) {
+    Revision* rev = find(id);
+    if (!rev) return;
+    if (rev->port == 0) {
+        auto port = ports_.allocate();
+        if (!port) return fail(*rev, reason::spawn_error, port.error().message);
+        rev->port = *port;
+    }
+    std::string root =
+        config_.runtime_root.empty() ? config_.state_dir + "/run" : config_.runtime_root;
+    std::string dir = path_join(root, rev->id);
+    rev->runtime_dir = dir;
+    Identity who = rev->identity;
+    run_blocking<Status>(
+        loop_,
+        [root, dir, who]() -> Status {
+            if (Status made = make_dirs(root); !made) return made;
+            if (Status removed = remove_all(dir); !removed) return removed;
+            if (::mkdir(dir.c_str(), 0700) < 0)
+                return os_error(errno, "cannot create " + dir + ": " + errno_text(errno));
+            // Its own user writes load_error.json and Unix sockets there.
+            if (who.uid &&
+                ::chown(dir.c_str(), *who.uid, who.gid.value_or(static_cast<gid_t>(-1))) < 0)
+                return os_error(errno, "cannot chown " + dir + ": " + errno_text(errno));
+            return {};
+        },
+        [this, id, dir, next = std::move(next)](std::optional<Status> made, std::string error) {
+            Revision* r = find(id);
+            if (!r || r->state != State::starting) {
+                // Ended meanwhile: release_endpoint may have run before
+                // the directory was made.
+                if (!r || is_final(r->state))
+                    run_blocking<Status>(
+                        loop_, [dir] { return remove_all(dir); },
+                        [](std::optional<Status>, std::string) {});
+                return;
+            }
+            if (made && !made->ok()) error = made->error().message;
+            if (!error.empty()) return fail(*r, reason::spawn_error, "runtime directory: " + error);
+            if (r->spec.readiness.kind == health::ProbeKind::notify && !r->notify) {
+                auto listener = health::NotifyListener::open(
+                    loop_, r->runtime_dir + "/notify",
+                    [this, id](const health::NotifyListener::Sender& sender) {
+                        return notify_sender_ok(id, sender.pid);
+                    },
+                    [this, id](const health::NotifyMessage& message) { on_notify(id, message); });
+                if (!listener)
+                    return fail(*r, reason::spawn_error,
+                                "notify socket: " + listener.error().message);
+                r->notify = std::move(*listener);
+            }
+            next();
+        });
+}
+
+void Revisions::release_endpoint(Revision& rev) {
+    disarm_readiness(rev);
+    rev.notify.reset(); // closes and unlinks the socket
+    if (rev.port) ports_.release(rev.port);
+    if (rev.runtime_dir.empty()) return;
+    std::string dir = rev.runtime_dir;
+    run_blocking<Status>(
+        loop_, [dir] { return remove_all(dir); },
+        [dir](std::optional<Status> removed, std::string error) {
+            if (removed && !removed->ok()) error = removed->error().message;
+            if (!error.empty())
+                log::warn("cannot remove runtime directory", {{"path", dir}, {"error", error}});
+        });
+}
+
+void Revisions::arm_readiness(Revision& rev, const SpawnRequest& spawned) {
+    rev.readiness = Revision::Readiness::pending;
+    rev.readiness_since.reset();
+    rev.loading_since = WallClock::now();
+    rev.progress.clear();
+    rev.last_probe.clear();
+    rev.notify_errno.reset();
+    rev.load_error.reset();
+    rev.forced_reason = nullptr;
+    rev.forced_message.clear();
+    rev.deadline.reset();
+    std::string id = rev.id;
+    const health::ProbeSpec& spec = rev.spec.readiness;
+    if (spec.kind == health::ProbeKind::none) {
+        rev.timer.start(timer_ms(rev.spec.min_uptime_s), [this, id] {
+            if (Revision* r = find(id)) on_min_uptime(*r);
+        });
+        return;
+    }
+    rev.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(spec.timeout_s));
+    rev.deadline_timer.start(timer_ms(spec.timeout_s), [this, id] { on_readiness_deadline(id); });
+    if (spec.kind == health::ProbeKind::notify) return;
+
+    health::ProbeTarget target;
+    target.port = rev.port;
+    target.init = config_.init;
+    target.exec_base = spawned;
+    if (spec.kind == health::ProbeKind::http) {
+        if (!fetcher_) {
+            try {
+                fetcher_ = std::make_unique<Fetcher>(loop_);
+            } catch (const std::exception& e) {
+                log::warn("http readiness probes cannot run", {{"error", e.what()}});
+            }
+        }
+        target.fetcher = fetcher_.get();
+    }
+    rev.probe = std::make_unique<health::PeriodicProbe>(
+        loop_, spec, std::move(target),
+        [this, id](const health::ProbeResult& result, unsigned, std::uint64_t) {
+            Revision* r = find(id);
+            if (!r || r->state != State::loading) return;
+            if (result.ok()) return become_ready(*r);
+            r->last_probe = result.message;
+        });
+    rev.probe->start(0);
+}
+
+void Revisions::disarm_readiness(Revision& rev) {
+    rev.deadline_timer.stop();
+    if (rev.probe) rev.probe->stop();
+    rev.probe.reset(); // allowed from inside its own callback (probe.hpp)
+}
+
+bool Revisions::notify_sender_ok(const std::string& id, pid_t sender) {
+    Revision* rev = find(id);
+    if (!rev || rev->pid <= 0) return false;
+    Result<bool> in =
+        rev->cgroup_relpath.empty()
+            ? health::pid_in_session(sender, rev->pid)
+            : health::pid_in_cgroup(sender, rev->cgroup_relpath, rev->cgroup_controller);
+    bool ok = in && *in;
+    if (!ok)
+        log::warn("notify message refused: sender is not in the revision",
+                  {{"id", id}, {"pid", sender}});
+    return ok;
+}
+
+void Revisions::on_notify(const std::string& id, const health::NotifyMessage& message) {
+    Revision* rev = find(id);
+    if (!rev || !rev->process_running) return;
+    for (const auto& bad : message.invalid)
+        log::warn("invalid notify entry", {{"id", id}, {"entry", bad}});
+    if (message.status) rev->progress = *message.status;
+    if (message.errno_value) rev->notify_errno = *message.errno_value;
+    if (rev->state != State::loading) return;
+    if (message.load_error) {
+        rev->load_error = health::to_json(*message.load_error);
+        // The bootstrap exits right after reporting (and prints the
+        // traceback first); an application that reported one and carries
+        // on is ended after a short grace.
+        rev->deadline = Clock::now() + std::chrono::seconds(2);
+        rev->deadline_timer.start(2000, [this, id] { on_readiness_deadline(id); });
+        return;
+    }
+    if (message.extend_timeout_usec && rev->deadline) {
+        auto pushed = Clock::now() + std::chrono::microseconds(*message.extend_timeout_usec);
+        if (pushed > *rev->deadline) {
+            rev->deadline = pushed;
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(pushed - Clock::now());
+            rev->deadline_timer.start(
+                static_cast<std::uint64_t>(std::max<std::int64_t>(0, left.count())),
+                [this, id] { on_readiness_deadline(id); });
+        }
+    }
+    if (message.ready) become_ready(*rev);
+}
+
+void Revisions::on_readiness_deadline(const std::string& id) {
+    Revision* rev = find(id);
+    if (!rev || rev->state != State::loading || !rev->process_running) return;
+    if (rev->load_error) {
+        std::string text = "load error: " + rev->load_error->value("type", std::string("?")) +
+                           ": " + rev->load_error->value("message", std::string());
+        return fail_running(*rev, reason::load_error, std::move(text));
+    }
+    const health::ProbeSpec& spec = rev->spec.readiness;
+    double elapsed = std::chrono::duration<double>(WallClock::now() - rev->loading_since).count();
+    std::string message = "not ready within the readiness budget of " +
+                          seconds_text(spec.timeout_s) + " (" + seconds_text(elapsed) +
+                          " since loading began; raise it with readiness.timeout_s";
+    if (spec.kind == health::ProbeKind::notify) message += " or send EXTEND_TIMEOUT_USEC";
+    message += "); probe " + std::string(health::probe_kind_name(spec.kind));
+    message += "; last progress: " +
+               (rev->progress.empty() ? std::string("none") : "\"" + rev->progress + "\"");
+    if (!rev->last_probe.empty()) message += "; last attempt: " + rev->last_probe;
+    auto tail = stderr_tail_of(*rev);
+    if (tail.size() > 3) tail.erase(tail.begin(), tail.end() - 3);
+    message += "; stderr tail: " + (tail.empty() ? std::string("(empty)") : join(tail, " | "));
+    fail_running(*rev, reason::readiness_timeout, std::move(message));
+}
+
+void Revisions::fail_running(Revision& rev, const char* why, std::string message) {
+    if (!rev.process_running) return fail(rev, why, std::move(message));
+    disarm_readiness(rev);
+    rev.timer.stop();
+    rev.readiness = Revision::Readiness::failed;
+    rev.readiness_since = WallClock::now();
+    rev.forced_reason = why;
+    rev.forced_message = std::move(message);
+    log::warn("revision readiness failed; killing it", {{"location", rev.location},
+                                                        {"id", rev.id},
+                                                        {"reason", why},
+                                                        {"message", rev.forced_message}});
+    // As for any failure: the whole process tree goes, then after_exit ends
+    // the revision with this reason.
+    isolation_.kill_all(rev.cgroup, rev.pid, config_.kill_timeout, [](cgroup::KillResult) {});
+}
+
 void Revisions::on_process_exit(const std::string& id, int wait_status) {
     Revision* rev = find(id);
     if (!rev) return;
     rev->process_running = false;
     rev->wait_status = wait_status;
+    rev->process_since = WallClock::now();
     rev->timer.stop();
+    disarm_readiness(*rev);
     // The last words of a crashing process are still in the pipe.
     if (rev->output) rev->output->drain_now();
     log::info("revision process " + describe_wait_status(wait_status),
@@ -597,6 +880,45 @@ void Revisions::after_exit(const std::string& id) {
     read_usage_now(*rev);
     if (rev->state == State::stopping) return end_revision(*rev, State::stopped);
     if (is_final(rev->state) || rev->ending) return;
+    if (rev->runtime_dir.empty()) return conclude_exit(id);
+    // The native bootstrap writes a load error it caught to the runtime
+    // directory (hearth_boot.py); read (and remove, so a later start does
+    // not see it) on the pool.
+    std::string file = rev->runtime_dir + "/load_error.json";
+    run_blocking<std::string>(
+        loop_,
+        [file] {
+            auto text = read_file(file);
+            ::unlink(file.c_str());
+            return text ? *text : std::string();
+        },
+        [this, id](std::optional<std::string> text, std::string) {
+            Revision* r = find(id);
+            if (!r) return;
+            if (text && !text->empty() && !r->load_error) {
+                if (auto parsed = health::parse_load_error(*text))
+                    r->load_error = health::to_json(*parsed);
+                else
+                    log::warn("unreadable load_error.json",
+                              {{"id", id}, {"error", parsed.error().message}});
+            }
+            conclude_exit(id);
+        });
+}
+
+std::vector<std::string> Revisions::stderr_tail_of(const Revision& rev) const {
+    std::vector<std::string> tail;
+    for (const auto& line : rev.output_ring.tail(rev.output_ring.size()))
+        if (line.stream == Stream::err) tail.push_back(line.text);
+    if (tail.size() > stderr_tail_lines) tail.erase(tail.begin(), tail.end() - stderr_tail_lines);
+    return tail;
+}
+
+void Revisions::conclude_exit(const std::string& id) {
+    Revision* rev = find(id);
+    if (!rev || rev->process_running || !rev->wait_status) return;
+    if (rev->state == State::stopping) return end_revision(*rev, State::stopped);
+    if (is_final(rev->state) || rev->ending) return;
 
     int wait_status = *rev->wait_status;
     // Counters first: the kernel may report the exit before the OOM event
@@ -607,14 +929,21 @@ void Revisions::after_exit(const std::string& id) {
             rev->oom = oom_record(*c.oom_kill - rev->oom_kills_baseline, "kernel",
                                   rev->spec.limits.memory_max, rev->usage.memory_peak);
     }
-    std::vector<std::string> tail;
-    for (const auto& line : rev->output_ring.tail(rev->output_ring.size()))
-        if (line.stream == Stream::err) tail.push_back(line.text);
-    if (tail.size() > stderr_tail_lines) tail.erase(tail.begin(), tail.end() - stderr_tail_lines);
-    rev->stderr_tail = std::move(tail);
+    rev->stderr_tail = stderr_tail_of(*rev);
 
-    const char* why = rev->oom ? reason::oom_killed : reason::exited;
+    if (rev->forced_reason) {
+        // Readiness failed while it ran: no restart, whatever the policy.
+        std::string message = rev->forced_message;
+        if (rev->load_error) message += "; process " + describe_wait_status(wait_status);
+        return fail(*rev, rev->forced_reason, std::move(message));
+    }
+    const char* why = rev->oom          ? reason::oom_killed
+                      : rev->load_error ? reason::load_error
+                                        : reason::exited;
     std::string message = "process " + describe_wait_status(wait_status);
+    if (!rev->oom && rev->load_error)
+        message = "load error: " + rev->load_error->value("type", std::string("?")) + ": " +
+                  rev->load_error->value("message", std::string()) + "; " + message;
     if (rev->oom) {
         const json& oom = *rev->oom;
         message = "killed for memory (limit " +

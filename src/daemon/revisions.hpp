@@ -28,6 +28,8 @@
 
 #include "daemon/events.hpp"
 #include "daemon/seams.hpp"
+#include "health/ports.hpp"
+#include "health/probe.hpp"
 #include "isolation/isolation.hpp"
 #include "launch/output.hpp"
 #include "store/store.hpp"
@@ -50,6 +52,11 @@ public:
         std::string state_dir;                        // logs/<location>/, scratch/<id>
         std::uint64_t usage_interval_ms = 1000;       // background sampling of counters
         std::chrono::milliseconds kill_timeout{2000}; // wait for a cgroup to empty
+        // Each revision's runtime directory is <runtime_root>/<id> (mode
+        // 0700, its user's; removed when it ends); "" = <state_dir>/run.
+        std::string runtime_root;
+        health::PortRange port_range; // PORT of each revision
+        Init* init = nullptr;         // reaps exec readiness probes; null: they fail
     };
 
     // Every reference must outlive this object. `forwarder` may be null.
@@ -117,6 +124,22 @@ private:
     void start_process(const std::string& id);
     void spawn_process(const std::string& id);
     void on_min_uptime(Revision& rev);
+    // Readiness (issue 13): the endpoint made in `starting` (port, runtime
+    // directory, notify socket), the probes and deadline armed at each
+    // `loading`, and what ends them.
+    void make_endpoint(const std::string& id, std::function<void()> next);
+    void arm_readiness(Revision& rev, const SpawnRequest& spawned);
+    void disarm_readiness(Revision& rev);
+    void on_notify(const std::string& id, const health::NotifyMessage& message);
+    bool notify_sender_ok(const std::string& id, pid_t sender);
+    void on_readiness_deadline(const std::string& id);
+    // Ends a running revision with `reason`: kills its process tree; after_exit
+    // then fails it so (no restart).
+    void fail_running(Revision& rev, const char* reason, std::string message);
+    void become_ready(Revision& rev);
+    void release_endpoint(Revision& rev);
+    std::vector<std::string> stderr_tail_of(const Revision& rev) const;
+    void conclude_exit(const std::string& id);
     void on_process_exit(const std::string& id, int wait_status);
     // After the exit and the kill of what the process left: reason, restart.
     void after_exit(const std::string& id);
@@ -150,6 +173,8 @@ private:
     StdoutForwarder* forwarder_;
     std::map<std::string, Location> locations_;
     std::map<std::string, int> next_numbers_; // last revision number per location name
+    health::PortAllocator ports_;
+    std::unique_ptr<Fetcher> fetcher_; // http probes; made on first use
     Timer sample_timer_;
     bool sampling_ = false; // a periodic sample is on the pool
 };

@@ -25,16 +25,18 @@ if mode == "signal":
     os.kill(os.getpid(), signal.SIGKILL)
 raise ValueError("boom")'
 
-# An uncaught exception: exit code 1, the traceback in the tail.
+# An uncaught exception: exit code 1, the traceback in the tail; the native
+# bootstrap reported it, so the reason is load_error (health_load_error.sh
+# checks the structure).
 run_ctl deploy crash --deps "$SAMPLE_DEPS" --source "$FIX/crash.pex" --min-uptime 10 --restart never --wait
 assert_eq 1 "$RUN_RC" "hearthctl deploy --wait exit code"
-assert_contains "$RUN_ERR" "crash-1 failed: exited" "hearthctl stderr"
+assert_contains "$RUN_ERR" "crash-1 failed: load_error" "hearthctl stderr"
 assert_contains "$RUN_ERR" "exit code: 1" "hearthctl stderr"
 assert_contains "$RUN_ERR" "ValueError: boom" "hearthctl stderr"
 assert_contains "$RUN_ERR" "crash-marker two" "hearthctl stderr"
-assert_contains "$RUN_OUT" "crash crash-1 loading -> failed exited" "hearthctl stdout (events)"
+assert_contains "$RUN_OUT" "crash crash-1 loading -> failed load_error" "hearthctl stdout (events)"
 r=$(rev_get crash crash-1 "r")
-assert_eq "failed exited 1" "$(jget "$r" "'%s %s %s' % (j['state'], j['reason'], j['exit_code'])")" "state reason exit_code"
+assert_eq "failed load_error 1" "$(jget "$r" "'%s %s %s' % (j['state'], j['reason'], j['exit_code'])")" "state reason exit_code"
 assert_eq "null null" "$(jget "$r" "'%s %s' % (json.dumps(j.get('pid')), json.dumps(j.get('signal')))")" "pid and signal"
 tail_json=$(jget "$r" "j['stderr_tail']")
 assert_eq "ValueError: boom" "$(jget "$tail_json" "j[-1]")" "last line of stderr_tail"

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sys/wait.h>
@@ -82,6 +83,7 @@ public:
         r.pid = next_pid_++;
         alive.insert(r.pid);
         commands.push_back(req.argv);
+        envs.push_back(req.env.value_or(std::vector<std::string>{}));
         return r;
     }
     void watch(pid_t pid, std::function<void(int)> cb) override { watchers_[pid] = std::move(cb); }
@@ -101,6 +103,7 @@ public:
 
     std::set<pid_t> alive;
     std::vector<std::vector<std::string>> commands;
+    std::vector<std::vector<std::string>> envs;
 
 private:
     Poster& poster_;
@@ -571,4 +574,91 @@ TEST_CASE("a barrier runs its continuation once, after every branch and the seal
         one();
         CHECK(ran == 0);
     }
+}
+
+namespace {
+std::string env_value(const std::vector<std::string>& env, const std::string& name) {
+    for (const auto& e : env)
+        if (e.rfind(name + "=", 0) == 0) return e.substr(name.size() + 1);
+    return "";
+}
+} // namespace
+
+TEST_CASE("each revision has its own PORT and runtime directory", "[state-machine]") {
+    Harness h;
+    std::string a = h.deploy(h.spec("app")).id;
+    REQUIRE(h.run_until([&] { return h.in(a, State::ready); }));
+    DeploySpec s = h.spec("app");
+    s.min_uptime_s = 10; // stays loading beside the serving one
+    std::string b = h.deploy(std::move(s)).id;
+    REQUIRE(h.run_until([&] { return h.in(b, State::loading); }));
+    Revision* ra = h.rev(a);
+    Revision* rb = h.rev(b);
+    CHECK(ra->port != 0);
+    CHECK(rb->port != 0);
+    CHECK(ra->port != rb->port);
+    CHECK(ra->runtime_dir != rb->runtime_dir);
+    CHECK(std::filesystem::is_directory(rb->runtime_dir));
+    REQUIRE(h.processes->envs.size() == 2);
+    CHECK(env_value(h.processes->envs[1], "PORT") == std::to_string(rb->port));
+    CHECK(env_value(h.processes->envs[1], "HEARTH_RUNTIME_DIR") == rb->runtime_dir);
+    CHECK(env_value(h.processes->envs[1], "NOTIFY_SOCKET").empty());
+    auto j = rb->to_json();
+    CHECK(j["endpoint"]["port"] == rb->port);
+    CHECK(j["readiness"]["state"] == "pending");
+    CHECK(j["readiness"]["kind"] == "none");
+    CHECK(j["process"]["state"] == "running");
+    std::string dir = rb->runtime_dir;
+    bool stopped = false;
+    h.revisions->stop(*rb, "test", [&] { stopped = true; });
+    REQUIRE(h.run_until([&] { return stopped; }));
+    REQUIRE(h.run_until([&] { return !std::filesystem::exists(dir); }));
+}
+
+TEST_CASE("a missed readiness deadline fails readiness_timeout, no restart", "[state-machine]") {
+    Harness h;
+    DeploySpec s = h.spec("app");
+    s.restart.policy = RestartPolicy::always;
+    s.readiness.kind = health::ProbeKind::notify;
+    s.readiness.timeout_s = 0.2;
+    std::string id = h.deploy(std::move(s)).id;
+    REQUIRE(h.run_until([&] { return h.in(id, State::loading); }));
+    Revision* r = h.rev(id);
+    CHECK(env_value(h.processes->envs[0], "NOTIFY_SOCKET") == r->runtime_dir + "/notify");
+    CHECK(std::filesystem::exists(r->runtime_dir + "/notify"));
+    REQUIRE(h.run_until([&] { return h.in(id, State::failed); }));
+    r = h.rev(id);
+    CHECK(r->reason == reason::readiness_timeout);
+    CHECK(r->message.find("budget of 0.2 s") != std::string::npos);
+    CHECK(r->message.find("readiness.timeout_s") != std::string::npos);
+    CHECK(r->restarts == 0);
+    CHECK(h.processes->alive.empty());
+    auto j = r->to_json();
+    CHECK(j["readiness"]["state"] == "failed");
+    CHECK(j["process"]["state"] == "exited");
+    CHECK(j["process"]["signal"] == "SIGKILL");
+}
+
+TEST_CASE("a load error reported in load_error.json fails load_error", "[state-machine]") {
+    Harness h;
+    DeploySpec s = h.spec("app");
+    s.min_uptime_s = 10;
+    s.restart.policy = RestartPolicy::never;
+    std::string id = h.deploy(std::move(s)).id;
+    REQUIRE(h.run_until([&] { return h.in(id, State::loading); }));
+    Revision* r = h.rev(id);
+    {
+        std::ofstream f(r->runtime_dir + "/load_error.json");
+        f << R"({"type": "KeyError", "message": "'x'", "frames": [{"file": "app/main.py", "line": 3, "function": "<module>"}]})";
+    }
+    h.processes->exit(r->pid, exited_with(1));
+    REQUIRE(h.run_until([&] { return h.in(id, State::failed); }));
+    r = h.rev(id);
+    CHECK(r->reason == reason::load_error);
+    REQUIRE(r->load_error.has_value());
+    CHECK((*r->load_error)["type"] == "KeyError");
+    CHECK((*r->load_error)["frames"][0]["line"] == 3);
+    auto j = r->to_json();
+    CHECK(j["error"]["type"] == "KeyError");
+    CHECK(j["exit_code"] == 1);
 }
