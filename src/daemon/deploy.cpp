@@ -449,6 +449,7 @@ json Revision::to_json() const {
             j["signal"] = signal_name(WTERMSIG(*wait_status));
     }
     if (!stderr_tail.empty()) j["stderr_tail"] = stderr_tail;
+    if (restored) j["restored"] = true;
     return j;
 }
 
