@@ -65,7 +65,10 @@ DesiredState DesiredStateKeeper::snapshot() const {
 
 std::set<ObjectKey> DesiredStateKeeper::pinned_objects() const {
     std::set<ObjectKey> pins;
-    for (const auto& [name, e] : entries_)
+    for (const auto& [name, e] : entries_) {
+        // A stopped location is not redeployed at start: like a stopped
+        // revision, it pins nothing (the store may need the room).
+        if (e.stopped) continue;
         for (const char* key : {"deps", "source"}) {
             auto a = e.params.find(key);
             if (a == e.params.end() || !a->is_object()) continue;
@@ -74,6 +77,7 @@ std::set<ObjectKey> DesiredStateKeeper::pinned_objects() const {
             pins.emplace(ObjectKind::blob, sha->get<std::string>());
             pins.emplace(ObjectKind::tree, sha->get<std::string>());
         }
+    }
     return pins;
 }
 

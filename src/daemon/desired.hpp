@@ -51,8 +51,9 @@ public:
 
     // The current desired state (what the next write holds).
     DesiredState snapshot() const;
-    // The store objects the desired state names (blob and tree of every
-    // location's deps and source), so that GC keeps what a restart needs.
+    // The store objects the desired state names (blob and tree of the deps
+    // and source of every location that is not stopped), so that GC keeps
+    // what a restart needs.
     std::set<ObjectKey> pinned_objects() const;
 
 private:
