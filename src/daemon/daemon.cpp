@@ -63,6 +63,17 @@ std::string Daemon::start() {
     if (Status made = make_dirs(options_.state_dir + "/scratch"); !made)
         return made.error().message;
 
+    // Capacity is read once (a few small files): status and the deploy-time
+    // check use this figure, and hearth's own limits do not change under it.
+    capacity_ = health::read_capacity();
+    log::info("capacity", {{"memory_bytes", capacity_.memory_bytes},
+                           {"memory_source", capacity_.memory_source},
+                           {"cpus", capacity_.cpus},
+                           {"cpus_source", capacity_.cpus_source}});
+    // A corrupt state.json is set aside here (with a log line): hearth
+    // starts empty rather than refusing to start.
+    LoadedState loaded = load_state_file(options_.state_dir);
+
     isolation_.start();
     forwarder_ = std::make_unique<StdoutForwarder>(STDOUT_FILENO);
     preparer_ = std::make_unique<LaunchPreparer>(loop_, interpreters_, options_.state_dir,
@@ -75,6 +86,12 @@ std::string Daemon::start() {
     revisions_ = std::make_unique<Revisions>(loop_, config, store_jobs_, isolation_, processes_,
                                              *preparer_, events_, forwarder_.get());
     Revisions& revisions = *revisions_;
+    desired_ = std::make_unique<DesiredStateKeeper>(loop_, options_.state_dir, revisions);
+    DesiredStateKeeper& desired = *desired_;
+    // A revision that becomes ready (or ends) may change which params serve.
+    events_.listen([&desired](const nlohmann::json& params) {
+        if (params.value("type", "") == "state") desired.poke();
+    });
     isolation_.on_oom = [&revisions](const std::string& name, const cgroup::OomChange& change) {
         revisions.on_oom_kill(name, change);
     };
@@ -83,16 +100,23 @@ std::string Daemon::start() {
         revisions.on_watchdog_kill(name, rss, limit);
     };
     isolation_.on_cpus_changed = [&revisions] { revisions.move_to_cpus(); };
-    store_jobs_.pins = [&revisions] { return revisions.pinned_objects(); };
+    // The GC keeps what live revisions use and what a restart would need.
+    store_jobs_.pins = [&revisions, &desired] {
+        std::set<ObjectKey> pins = revisions.pinned_objects();
+        pins.merge(desired.pinned_objects());
+        return pins;
+    };
     store_jobs_.on_progress = [&revisions](const std::string& hex, const FetchProgress& p) {
         revisions.on_fetch_progress(hex, p.bytes,
                                     p.total_known ? std::optional(p.total) : std::nullopt);
     };
     revisions.start();
 
-    methods_ = std::make_unique<MethodContext>(MethodContext{
-        loop_, options_, init_, policy_, revisions, store_jobs_, events_, isolation_, started_at});
+    methods_ = std::make_unique<MethodContext>(
+        MethodContext{loop_, options_, init_, policy_, revisions, store_jobs_, events_, isolation_,
+                      started_at, desired, capacity_});
     register_methods(server_, *methods_);
+    restore_locations(*methods_, loaded);
     if (auto err = server_.listen_unix(options_.run_dir + "/control.sock"); !err.empty())
         return err;
     log::info("control socket listening", {{"path", options_.run_dir + "/control.sock"}});
@@ -108,7 +132,10 @@ void Daemon::stop_all(std::function<void()> done) {
     // not hold up the exit.
     interpreters_.cancel();
     if (!revisions_) return done();
-    revisions_->stop_all(std::move(done));
+    // The desired state is on disk before anything is stopped: a shutdown
+    // keeps it (stopping revisions changes nothing in it).
+    desired_->flush(
+        [this, done = std::move(done)]() mutable { revisions_->stop_all(std::move(done)); });
 }
 
 std::vector<pid_t> Daemon::process_groups() const {

@@ -8,6 +8,7 @@
 //   prepare.hpp      the `starting` step (PEX-INFO, interpreter, sys.path)
 //   interpreters.hpp the interpreter probe
 //   events.hpp       event and log fan-out
+//   desired.hpp      the desired state kept in state.json (restored at start)
 //
 // Threading: loop thread only. Blocking work (copying, hashing, extracting,
 // reading PEX-INFO, NSS, cgroup counters) runs on libuv's thread pool and
@@ -16,6 +17,7 @@
 
 #include "control/control.hpp"
 #include "daemon/deploy.hpp"
+#include "daemon/desired.hpp"
 #include "daemon/events.hpp"
 #include "daemon/interpreters.hpp"
 #include "daemon/methods.hpp"
@@ -23,6 +25,7 @@
 #include "daemon/prepare.hpp"
 #include "daemon/revisions.hpp"
 #include "daemon/store_jobs.hpp"
+#include "health/capacity.hpp"
 #include "init/init.hpp"
 #include "isolation/isolation.hpp"
 #include "launch/output.hpp"
@@ -49,7 +52,8 @@ public:
     // socket. Returns "" or an error message. Blocking (start-up only).
     std::string start();
 
-    // Init's stop hook: stops every revision, then calls `done`.
+    // Init's stop hook: writes the desired state (a shutdown keeps it), stops
+    // every revision, then calls `done`.
     void stop_all(std::function<void()> done);
     // Process groups of running revisions (init leaves them to stop_all).
     std::vector<pid_t> process_groups() const;
@@ -88,6 +92,9 @@ private:
     StoreJobs store_jobs_;
     InitProcesses processes_;
     std::unique_ptr<LaunchPreparer> preparer_;
+    health::Capacity capacity_;
+    // Before revisions_: it outlives the state machine whose events it hears.
+    std::unique_ptr<DesiredStateKeeper> desired_;
     std::unique_ptr<Revisions> revisions_;
     std::unique_ptr<MethodContext> methods_;
 };

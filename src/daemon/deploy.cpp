@@ -489,6 +489,7 @@ json Revision::to_json() const {
         if (readiness_since) r["since"] = format_timestamp(*readiness_since);
         j["readiness"] = std::move(r);
     }
+    if (restored) j["restored"] = true;
     return j;
 }
 

@@ -230,7 +230,8 @@ struct Revision {
     std::optional<WallClock::time_point> next_attempt_at;
     double backoff_s = 0;
     bool ever_ready = false;
-    bool ending = false; // cgroup removal under way before the final state
+    bool restored = false; // deployed from state.json when hearth started
+    bool ending = false;   // cgroup removal under way before the final state
 
     std::string reason;  // when failed
     std::string message; // when failed or stopped

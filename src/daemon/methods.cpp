@@ -6,6 +6,7 @@
 #include "util/uv_util.hpp"
 #include "version.hpp"
 
+#include <algorithm>
 #include <unistd.h>
 
 namespace hearth {
@@ -49,16 +50,69 @@ void version(Ctx&, const json&, Reply reply, const ConnPtr&) {
     reply.result({{"version", HEARTH_VERSION}});
 }
 
-void accept_deploy(Ctx& c, DeploySpec spec, Identity who, Reply& reply) {
+// The sum of the limits of every live revision.
+health::Committed committed_now(const Revisions& revisions) {
+    health::Committed committed;
+    for (const auto& [name, loc] : revisions.locations())
+        for (const auto& rev : loc.revisions)
+            if (is_live(rev->state)) health::commit(committed, rev->spec.limits);
+    return committed;
+}
+
+// The insufficient_capacity error when `spec`'s limits do not fit next to
+// the live revisions (its location's serving one counted once: it is the
+// one being replaced); nullopt when they fit or hearth runs --overcommit.
+std::optional<rpc::Error> capacity_refusal(const Ctx& c, const DeploySpec& spec) {
+    if (c.options.overcommit) return std::nullopt;
+    cgroup::Limits asked = spec.limits;
+    // A capacity that could not be read (0) is not a reason to refuse.
+    if (c.capacity.memory_bytes == 0) asked.memory_max.reset();
+    if (c.capacity.cpus <= 0) asked.cpu_quota.reset();
+    health::Committed committed = committed_now(c.revisions);
+    std::optional<cgroup::Limits> replaced;
+    if (auto it = c.revisions.locations().find(spec.location);
+        it != c.revisions.locations().end() && !it->second.active.empty())
+        for (const auto& rev : it->second.revisions)
+            if (rev->id == it->second.active && is_live(rev->state)) replaced = rev->spec.limits;
+    health::Fit fit = health::fits(c.capacity, committed, asked, replaced);
+    if (fit.fits) return std::nullopt;
+    json data = {{"resource", fit.resource}};
+    if (fit.resource == "memory") {
+        std::uint64_t used = committed.memory_bytes;
+        if (replaced && replaced->memory_max) used -= std::min(used, *replaced->memory_max);
+        data["asked"] = *asked.memory_max;
+        data["free"] = c.capacity.memory_bytes - std::min(used, c.capacity.memory_bytes);
+    } else {
+        double used = committed.cpus;
+        if (replaced && replaced->cpu_quota) used = std::max(0.0, used - *replaced->cpu_quota);
+        data["asked"] = *asked.cpu_quota;
+        data["free"] = std::max(0.0, c.capacity.cpus - used);
+    }
+    return rpc::Error{insufficient_capacity, fit.message, std::move(data)};
+}
+
+// Checks capacity and starts the revision; `restored`: from state.json.
+// Returns the revision, or the error that refused it.
+Result<Revision*, rpc::Error> start_deploy(Ctx& c, DeploySpec spec, Identity who,
+                                           const json& params, bool restored) {
+    if (auto refusal = capacity_refusal(c, spec)) return *refusal;
     Revision& rev = c.revisions.deploy(std::move(spec), std::move(who));
-    reply.result({{"location", rev.location}, {"id", rev.id}});
+    rev.restored = restored;
+    c.desired.deployed(rev.location, rev.id, params);
+    return &rev;
+}
+
+void accept_deploy(Ctx& c, DeploySpec spec, Identity who, const json& params, Reply& reply) {
+    auto rev = start_deploy(c, std::move(spec), std::move(who), params, false);
+    if (!rev) return reply.error(rev.error());
+    reply.result({{"location", rev.value()->location}, {"id", rev.value()->id}});
 }
 
 void deploy(Ctx& c, const json& params, Reply reply, const ConnPtr&) {
     if (c.init.shutting_down()) throw rpc::shutting_down_error();
     DeploySpec spec = parse_deploy_params(params, c.policy);
     if (spec.user.empty() && spec.group.empty())
-        return accept_deploy(c, std::move(spec), {}, reply);
+        return accept_deploy(c, std::move(spec), {}, params, reply);
     // NSS may ask a directory server: on the pool, once per deploy (the
     // revision keeps the result for its restarts; deploy.hpp).
     std::string user = spec.user, group = spec.group;
@@ -66,7 +120,7 @@ void deploy(Ctx& c, const json& params, Reply reply, const ConnPtr&) {
         std::make_shared<std::pair<DeploySpec, Reply>>(std::move(spec), std::move(reply));
     run_blocking<Result<Identity>>(
         c.loop, [user, group] { return resolve_identity(user, group); },
-        [&c, pending, user](std::optional<Result<Identity>> who, const std::string& error) {
+        [&c, pending, user, params](std::optional<Result<Identity>> who, const std::string& error) {
             Reply& r = pending->second;
             if (!who) return r.error(rpc::internal_error, "resolving the identity: " + error);
             if (!*who) {
@@ -77,7 +131,7 @@ void deploy(Ctx& c, const json& params, Reply reply, const ConnPtr&) {
                         .error());
             }
             if (c.init.shutting_down()) return r.error(rpc::shutting_down_error().error());
-            accept_deploy(c, std::move(pending->first), std::move(who->value()), r);
+            accept_deploy(c, std::move(pending->first), std::move(who->value()), params, r);
         });
 }
 
@@ -86,8 +140,22 @@ void stop(Ctx& c, const json& params, Reply reply, const ConnPtr&) {
     auto only = rpc::optional_string(params, "id");
     if (only && !loc.find(*only)) throw rpc::unknown_revision_error(*only);
     auto shared = std::make_shared<Reply>(std::move(reply));
+    // The whole location: stopped in the desired state at once (a deploy
+    // after this request undoes it). One revision: only if it was the last
+    // live one.
+    if (!only) c.desired.stopped(loc.name);
+    std::string name = loc.name;
+    bool one = only.has_value();
     c.revisions.stop_location(loc, only, "stopped by request",
-                              [shared](std::vector<std::string> stopped) {
+                              [&c, shared, name, one](std::vector<std::string> stopped) {
+                                  if (one) {
+                                      const Location* l = c.revisions.find_location(name);
+                                      bool live = false;
+                                      if (l)
+                                          for (const auto& rev : l->revisions)
+                                              live = live || is_live(rev->state);
+                                      if (l && !live) c.desired.stopped(name);
+                                  }
                                   shared->result({{"stopped", std::move(stopped)}});
                               });
 }
@@ -96,6 +164,8 @@ void remove(Ctx& c, const json& params, Reply reply, const ConnPtr&) {
     std::string name = rpc::require_string(params, "location");
     require_location(c, name);
     auto shared = std::make_shared<Reply>(std::move(reply));
+    // Forgotten at once: a deploy while the revisions stop brings it back.
+    c.desired.removed(name);
     c.revisions.remove_location(name, [shared, name](std::vector<std::string> stopped) {
         shared->result({{"removed", name}, {"stopped", std::move(stopped)}});
     });
@@ -116,7 +186,9 @@ void status(Ctx& c, const json& params, Reply reply, const ConnPtr&) {
     info["store"] = {{"budget_bytes", c.store.budget()},
                      {"used_bytes", c.store.used()},
                      {"pinned_bytes", c.store.pinned()}};
-    reply.result({{"hearth", std::move(info)}, {"locations", std::move(locs)}});
+    reply.result({{"hearth", std::move(info)},
+                  {"capacity", health::capacity_to_json(c.capacity, committed_now(c.revisions))},
+                  {"locations", std::move(locs)}});
 }
 
 void logs(Ctx& c, const json& params, Reply reply, const ConnPtr& conn) {
@@ -232,6 +304,37 @@ constexpr std::pair<const char*, Method> methods[] = {
 };
 
 } // namespace
+
+void restore_locations(MethodContext& c, const LoadedState& loaded) {
+    c.desired.restore(loaded.state);
+    for (const auto& [name, want] : loaded.state.locations) {
+        if (want.stopped) {
+            log::info("location restored stopped", {{"location", name}});
+            continue;
+        }
+        std::string problem;
+        try {
+            DeploySpec spec = parse_deploy_params(want.params, c.policy);
+            Identity who;
+            if (!spec.user.empty() || !spec.group.empty()) {
+                auto resolved = resolve_identity(spec.user, spec.group);
+                if (!resolved) throw rpc::RpcError(rpc::invalid_params, resolved.error().message);
+                who = std::move(resolved.value());
+            }
+            auto rev = start_deploy(c, std::move(spec), std::move(who), want.params, true);
+            if (rev) {
+                log::info("location restored", {{"location", name}, {"id", rev.value()->id}});
+                continue;
+            }
+            problem = rev.error().message;
+        } catch (const rpc::RpcError& e) {
+            problem = e.error().message;
+        }
+        // Kept in the desired state: a later start (more capacity, the user
+        // back in passwd) may restore it; a deploy or remove replaces it.
+        log::error("cannot restore location", {{"location", name}, {"error", problem}});
+    }
+}
 
 void register_methods(control::ControlServer& server, MethodContext& ctx) {
     for (const auto& [name, method] : methods)

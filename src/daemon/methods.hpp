@@ -12,14 +12,19 @@
 
 #include "control/control.hpp"
 #include "daemon/deploy.hpp"
+#include "daemon/desired.hpp"
 #include "daemon/events.hpp"
 #include "daemon/options.hpp"
 #include "daemon/revisions.hpp"
+#include "daemon/state_file.hpp"
 #include "daemon/store_jobs.hpp"
+#include "health/capacity.hpp"
 #include "init/init.hpp"
 #include "isolation/isolation.hpp"
 
 #include <chrono>
+#include <set>
+#include <string>
 #include <uv.h>
 
 namespace hearth {
@@ -35,9 +40,25 @@ struct MethodContext {
     Events& events;
     const Isolation& isolation;
     std::chrono::steady_clock::time_point started_at;
+    DesiredStateKeeper& desired;
+    // Read once at start (health/capacity.hpp): status.capacity and the
+    // deploy-time check.
+    const health::Capacity& capacity;
 };
+
+// The JSON-RPC error code of a deploy whose limits do not fit the free
+// capacity (hearth-protocol(7)); data {"resource", "asked", "free"}.
+inline constexpr int insufficient_capacity = -32005;
 
 // Adds every method to `server`. `ctx` must outlive the server.
 void register_methods(control::ControlServer& server, MethodContext& ctx);
+
+// Redeploys every location of `loaded` that is not stopped, from its saved
+// params, as `deploy` would (identity resolved here, blocking: start-up
+// only; the capacity check applies). Each revision is marked restored; a
+// location that cannot be redeployed (its params no longer valid, no
+// capacity) is logged and kept in the desired state. Hands the whole state
+// to ctx.desired first.
+void restore_locations(MethodContext& ctx, const LoadedState& loaded);
 
 } // namespace hearth

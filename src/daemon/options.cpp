@@ -149,6 +149,11 @@ std::string set_help(Options& o, const std::string&) {
     return {};
 }
 
+std::string set_overcommit(Options& o, const std::string&) {
+    o.overcommit = true;
+    return {};
+}
+
 std::string set_version(Options& o, const std::string&) {
     o.version = true;
     return {};
@@ -208,6 +213,16 @@ const std::vector<cli::Option<Options>>& rows() {
          identity(&O::user)},
         {{"group", 0, true, "*", true, 0, "GROUP", "group environments run as (default: hearth's)"},
          identity(&O::group)},
+        {{"overcommit",
+          0,
+          false,
+          "*",
+          true,
+          0,
+          {},
+          "accept deploys whose limits exceed the free memory or CPUs\n"
+          "(default: refuse them, insufficient_capacity)"},
+         set_overcommit},
 
         {{"store-max-bytes", 0, true, "*", true, 0, "SIZE",
           "store budget (default: half the filesystem)"},

@@ -34,6 +34,9 @@ struct Options {
     std::optional<double> default_cpus, max_cpus;
     std::optional<std::uint64_t> default_pids, max_pids;
     std::string user, group; // default identity of environments
+    // --overcommit: accept deploys whose limits exceed the free capacity
+    // (health/capacity.hpp) instead of refusing them insufficient_capacity.
+    bool overcommit = false;
 
     // Store and fetch.
     std::optional<std::uint64_t> store_max_bytes; // unset = half the filesystem

@@ -25,7 +25,9 @@ HIGH=${CPUS[-1]}
 SHARED=$(cpulist "${CPUS[@]:0:${#CPUS[@]}-1}")
 NEXT=${CPUS[-2]}
 
-start_cg_hearth --grace 1
+# --overcommit: y below must reach the CPU reservation (the subject here),
+# not the capacity check that would refuse it first.
+start_cg_hearth --grace 1 --overcommit
 make_workloads
 
 # threads_on PID EXPECTED WHAT: every thread of PID and of its descendants

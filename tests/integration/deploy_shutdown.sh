@@ -27,6 +27,9 @@ while True:
 for how in hearthctl sigterm; do
     note "shutdown via $how"
     rm -f "$HEARTH_RUN_DIR/control.sock"
+    # Each round starts from no locations (a shutdown keeps the desired
+    # state, which the next hearth would restore).
+    rm -f "$HEARTH_STATE_DIR/state.json"
     start_deploy_hearth --grace "$GRACE"
     marker=$TEST_TMP/polite-$how.term
     deploy_ready native --deps "$SAMPLE_DEPS" --source "$SAMPLE_SOURCE"
